@@ -1,0 +1,4 @@
+from recbole_streamrec.trainer.checkpoint import SafeCheckpointMixin, load_checkpoint, with_safe_checkpoints
+from recbole_streamrec.trainer.tiger_trainer import TIGERTrainer
+
+__all__ = ["SafeCheckpointMixin", "TIGERTrainer", "load_checkpoint", "with_safe_checkpoints"]

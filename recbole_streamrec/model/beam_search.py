@@ -1,0 +1,72 @@
+"""Constrained beam search over the item trie (SPEC §4), on the cached decoder of ``t5_decoding``.
+
+Every step keeps the ``beam_size`` best *valid* prefixes per user: log-probabilities come from a softmax
+over the whole vocabulary (so scores are true sequence log-probabilities, as in ``generate``), and codes
+that no item continues with are masked to −inf before the top-k. After ``m`` steps each live beam is a
+prefix id at the last trie level, which is the RecBole item id itself.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from recbole_streamrec.model.t5_decoding import DecoderState
+from recbole_streamrec.tokenizer.codes import FIRST_CODE, PrefixTrie
+
+# (tokens [N, 1], state) -> log-probabilities [N, V] of the next token
+StepFn = Callable[[Tensor, DecoderState], Tensor]
+
+
+def _level_slice(logprobs: Tensor, level: int, codebook_size: int) -> Tensor:
+    start = FIRST_CODE + level * codebook_size
+    return logprobs[..., start : start + codebook_size]
+
+
+@torch.no_grad()
+def constrained_beam_search(
+    step: StepFn,
+    first_logprobs: Tensor,
+    state: DecoderState,
+    trie: PrefixTrie,
+    *,
+    beam_size: int,
+) -> tuple[Tensor, Tensor]:
+    """Search the ``beam_size`` most likely items for each of ``B`` users.
+
+    Args:
+        step: runs the decoder one token further for all sequences in ``state``.
+        first_logprobs: ``[B, V]`` log-probabilities for the first item code (after any fixed prefix).
+        state: decoder cache holding one sequence per user, positioned before the first item code.
+        trie: valid code tuples.
+
+    Returns:
+        items ``[B, beam]`` (RecBole item ids, 0 for a dead beam) and scores ``[B, beam]`` (sequence
+        log-probabilities, −inf for a dead beam), best first.
+    """
+    batch, k = first_logprobs.shape[0], trie.codebook_size
+    beam = min(beam_size, k)
+    # level 0: all users start at the root prefix (id 0)
+    root = torch.zeros(batch, dtype=torch.long, device=first_logprobs.device)
+    children = trie.step(0, root)  # [B, K]
+    logp = _level_slice(first_logprobs.float(), 0, k).masked_fill(children < 0, float("-inf"))
+    scores, codes = logp.topk(beam, dim=-1)  # [B, beam]
+    prefix = children.gather(1, codes).masked_fill(scores == float("-inf"), -1)
+    state.expand(beam)
+    offsets = (torch.arange(batch, device=codes.device) * beam).unsqueeze(1)  # [B, 1]
+    for level in range(1, trie.n_levels):
+        tokens = (FIRST_CODE + (level - 1) * k + codes).reshape(-1, 1)  # [B·beam, 1]
+        logp = _level_slice(step(tokens, state).float(), level, k)  # [B·beam, K]
+        children = trie.step(level, prefix.reshape(-1))  # [B·beam, K]
+        total = (scores.reshape(-1, 1) + logp).masked_fill(children < 0, float("-inf"))
+        scores, flat = total.view(batch, beam * k).topk(beam, dim=-1)  # [B, beam]
+        origin, codes = flat // k, flat % k
+        prefix = children.view(batch, beam, k)[
+            torch.arange(batch, device=flat.device).unsqueeze(1), origin, codes
+        ].masked_fill(scores == float("-inf"), -1)
+        if level < trie.n_levels - 1:
+            state.select((origin + offsets).reshape(-1))
+    items = prefix.clamp(min=0)
+    return items, scores

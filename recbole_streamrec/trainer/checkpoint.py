@@ -1,0 +1,93 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``, and resuming a stopped run.
+
+RecBole pickles its whole ``Config`` into each checkpoint; under torch ≥ 2.6 such a file no longer loads
+by default, and unpickling arbitrary objects is unsafe anyway. :class:`SafeCheckpointMixin` writes only
+tensors and plain values (state dicts, epoch, early-stopping state, the model and dataset names), names
+the files so a reader knows what made them, and keeps two of them:
+
+* ``<checkpoint_dir>/<model>-<dataset>[-<tag>].pth`` — the best model so far (what ``evaluate`` loads);
+* the same name with ``-last`` — written at the start of every epoch, so a run stopped mid-training
+  resumes from the last finished epoch with ``resume_checkpoint`` (``--resume`` on the command line).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from recbole.utils import set_color
+
+
+def checkpoint_name(config, suffix: str = "") -> str:
+    tag = f"-{config['checkpoint_tag']}" if config["checkpoint_tag"] else ""
+    return os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}{tag}{suffix}.pth")
+
+
+def _plain(result: Any) -> Any:
+    """Evaluation results as plain floats (numpy scalars do not load under ``weights_only``)."""
+    if result is None:
+        return None
+    return {str(k): float(v) for k, v in dict(result).items()}
+
+
+class SafeCheckpointMixin:
+    """Mix in before a RecBole ``Trainer`` subclass: weights-only checkpoints plus per-epoch resume points."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.saved_model_file = checkpoint_name(config)
+        self.last_checkpoint_file = checkpoint_name(config, "-last")
+
+    def _checkpoint_state(self, epoch: int) -> dict:
+        return {
+            "model": self.config["model"], "dataset": self.config["dataset"], "epoch": epoch,
+            "cur_step": self.cur_step, "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": _plain(self.best_valid_result),
+            "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        tmp = path + ".tmp"
+        torch.save(self._checkpoint_state(epoch), tmp)
+        os.replace(tmp, path)  # never leave a half-written checkpoint behind
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        # everything before this epoch (training, validation, early stopping) is final: a resume point
+        self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file)
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def resume_checkpoint(self, resume_file):
+        checkpoint = load_checkpoint(resume_file, self.device)
+        if checkpoint["model"] != self.config["model"]:
+            raise ValueError(f"{resume_file} holds a {checkpoint['model']} model, not {self.config['model']}")
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.best_valid_result = checkpoint["best_valid_result"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            path = model_file or self.saved_model_file
+            self.model.load_state_dict(load_checkpoint(path, self.device)["state_dict"])
+            self.logger.info(f"Loading model structure and parameters from {path}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def load_checkpoint(path: str, device: Any = "cpu") -> dict:
+    """Load one of our checkpoints; nothing but tensors and plain values is unpickled."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def with_safe_checkpoints(trainer_class: type) -> type:
+    """``trainer_class`` (a RecBole trainer) with :class:`SafeCheckpointMixin` in front."""
+    return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})

@@ -1,0 +1,21 @@
+"""Train and evaluate TIGER, STREAM-Rec or any RecBole model with one config stack and one split.
+
+    python run_recbole_streamrec.py --model=STREAMRec --dataset=ml-100k
+    python run_recbole_streamrec.py --model=SASRec --dataset=amazon2018-scientific --config_files=a.yaml,b.yaml
+
+Any other ``--key=value`` overrides a config key (RecBole reads them from the command line itself).
+"""
+
+import argparse
+
+from recbole_streamrec.quick_start import run
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "-m", default="STREAMRec", help="TIGER, STREAMRec, or a RecBole model name")
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="a RecBole atomic dataset under data_path")
+    parser.add_argument("--config_files", default=None, help="YAML files, comma or space separated")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this run")
+    args, _ = parser.parse_known_args()
+    files = args.config_files.replace(",", " ").split() if args.config_files else None
+    run(args.model, args.dataset, config_file_list=files, resume=args.resume)
