@@ -42,6 +42,8 @@ def run(
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if hasattr(trainer, "test_data"):
+        trainer.test_data = test_data  # staged trainers also test after each stage
     if resume:
         resume_file = trainer.last_checkpoint_file
         if os.path.isfile(resume_file):

@@ -47,13 +47,20 @@ def constrained_beam_search(
         log-probabilities, −inf for a dead beam), best first.
     """
     batch, k = first_logprobs.shape[0], trie.codebook_size
-    beam = min(beam_size, k)
+    beam = beam_size
     # level 0: all users start at the root prefix (id 0)
     root = torch.zeros(batch, dtype=torch.long, device=first_logprobs.device)
     children = trie.step(0, root)  # [B, K]
     logp = _level_slice(first_logprobs.float(), 0, k).masked_fill(children < 0, float("-inf"))
+    if beam > k:
+        # Level 0 has only K candidates: the beams beyond them start dead (-inf, no prefix) and the
+        # later levels (beam·K candidates) fill them. Capping the beam at K instead would return fewer
+        # than ``beam_size`` items whenever beam_size > codebook_size.
+        logp = torch.cat([logp, logp.new_full((batch, beam - k), float("-inf"))], dim=1)  # [B, beam]
+        children = torch.cat([children, children.new_full((batch, beam - k), -1)], dim=1)
     scores, codes = logp.topk(beam, dim=-1)  # [B, beam]
     prefix = children.gather(1, codes).masked_fill(scores == float("-inf"), -1)
+    codes = codes.clamp(max=k - 1)  # a padded (dead) beam still needs a valid token to feed
     state.expand(beam)
     offsets = (torch.arange(batch, device=codes.device) * beam).unsqueeze(1)  # [B, 1]
     for level in range(1, trie.n_levels):

@@ -1,0 +1,47 @@
+"""Most similar items by item-vector cosine (SPEC §5): stage-1 target lengthening, DPO and RL negatives."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from recbole_streamrec.data.item_vectors import cache_path, item_vectors
+
+logger = logging.getLogger(__name__)
+
+
+def cosine_top_k(vectors: np.ndarray, k: int, *, chunk: int = 2048) -> np.ndarray:
+    """``[n_items, d]`` (row 0 = padding) → ``[n_items, k]`` ids of the k most similar *other* items.
+
+    Row 0 and the item itself are never returned; the padding row's own neighbours are meaningless (0s).
+    Computed in chunks of rows so memory stays ``O(chunk · n_items)``.
+    """
+    n = vectors.shape[0]
+    if k > n - 2:
+        raise ValueError(f"asked for {k} neighbours but the dataset has only {n - 1} items")
+    x = torch.nn.functional.normalize(torch.as_tensor(vectors, dtype=torch.float32), dim=1)
+    out = np.zeros((n, k), dtype=np.int64)
+    for start in range(1, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n))
+        sim = x[rows] @ x.T  # [chunk, n]
+        sim[:, 0] = float("-inf")
+        sim[torch.arange(len(rows)), rows] = float("-inf")
+        out[rows.numpy()] = sim.topk(k, dim=1).indices.numpy()
+    return out
+
+
+def item_neighbours(config: Mapping[str, Any], train_dataset, k: int) -> np.ndarray:
+    """Cached neighbour table ``[n_items, k]`` over the same item vectors as the tokenizer."""
+    vectors, source = item_vectors(config, train_dataset)
+    spec = {"vectors": source, "shape": list(vectors.shape), "sum": round(float(np.abs(vectors).sum()), 3), "k": k}
+    path = cache_path(config, "neighbours", spec, ".npy")
+    if path.is_file():
+        logger.info(f"reusing cached neighbour table {path}")
+        return np.load(path, allow_pickle=False)
+    table = cosine_top_k(vectors, k)
+    np.save(path, table)
+    logger.info(f"saved neighbour table {table.shape} to {path}")
+    return table

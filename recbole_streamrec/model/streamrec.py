@@ -1,0 +1,300 @@
+"""STREAM-Rec: slow-thinking generative recommendation (SPEC §5).
+
+The policy π_θ is the shared T5 encoder + reasoning decoder + tied output layer. It first emits ``l``
+reasoning tokens from the code vocabulary ℂ, then the target item's ``m`` codes. A **direct decoder**
+(TIGER's shape, same encoder and embeddings) is trained beside it in stage 1 and becomes, frozen, the
+reference π_ref of stages 2–3. ``MLP_r`` (residual head) and ``MLP_s`` (state head) drive the iterative
+residual inference that annotates reasoning traces (stage 2).
+
+This file holds the model's maths per stage; :class:`~recbole_streamrec.trainer.STREAMRecTrainer` decides
+which stage runs and hands checkpoints over on disk. ``self.stage`` ∈ {pretrain, sft, rl} selects the
+training loss and the inference prefix (2·m free neighbour tokens after pretraining, else
+``inference_reasoning_steps`` reasoning tokens).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers.models.t5.modeling_t5 import T5Stack
+
+from recbole_streamrec.data.neighbours import item_neighbours
+from recbole_streamrec.model.generative import GenerativeRecommender
+from recbole_streamrec.model.losses import (
+    default_step_weights, dpo_loss, quantization_loss, sequence_log_prob, state_contrastive_loss,
+    token_cross_entropy,
+)
+from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
+from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD
+
+STAGES = ("pretrain", "sft", "rl")
+
+
+def head(d: int) -> nn.Sequential:
+    """``Linear(d, d) → GELU → Linear(d, d)`` (MLP_r and MLP_s)."""
+    return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+
+
+class STREAMRec(GenerativeRecommender):
+    """Three-stage slow-thinking recommender; see the module docstring and SPEC §5."""
+
+    REASONING_FIELD = "reasoning_tokens"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        dec_config = copy.deepcopy(self.t5.decoder.config)
+        self.direct_decoder = T5Stack(dec_config)
+        self.direct_decoder.set_input_embeddings(self.t5.shared)  # one embedding table E for everything
+        self.mlp_r, self.mlp_s = head(self.d_model), head(self.d_model)
+        self.n_reasoning = config["reasoning_steps"]  # l
+        self.inference_steps = config["inference_reasoning_steps"]
+        if self.inference_steps is None:
+            self.inference_steps = self.n_reasoning
+        self.reasoning_decoding = config["reasoning_decoding"] or "greedy"
+        self.reasoning_beam = config["reasoning_beam"] or 4
+        self.sample_temperature = config["sample_temperature"] or 1.0
+        self.pt_neighbours = config["pt_neighbours"]  # k
+        self.pt_temperature = config["pt_temperature"]
+        self.dpo_beta, self.dpo_negative_pool = config["dpo_beta"], config["dpo_negative_pool"]
+        self.weights = {k: config[f"{k}_weight"] for k in ("dpo", "quant", "state")}
+        self.quant_beta, self.state_temperature = config["quant_beta"], config["state_temperature"]
+        # one neighbour table serves stage 1, DPO and the RL negatives (a tiny catalogue caps it)
+        n_table = min(max(self.pt_neighbours, self.dpo_negative_pool, config["rl_hard_negatives"]), self.n_items - 2)
+        self.register_buffer("neighbours", torch.from_numpy(item_neighbours(config, dataset, n_table)),
+                             persistent=False)  # [n_items, n_table], most similar first
+        self.stage = "pretrain"
+        self._reference: Optional["STREAMRec"] = None  # frozen π_ref holder, never a submodule
+
+    # ---- shared pieces ------------------------------------------------------------------------------
+    def set_stage(self, stage: str) -> None:
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+        self.stage = stage
+
+    def set_reference(self, reference: Optional["STREAMRec"]) -> None:
+        """π_ref: a frozen model whose encoder + direct decoder score items (stages 2–3)."""
+        if reference is not None:
+            reference.eval().requires_grad_(False)
+        object.__setattr__(self, "_reference", reference)  # keep it out of parameters()/state_dict()
+
+    @property
+    def embeddings(self) -> Tensor:
+        return self.t5.shared.weight  # E, [V, d]
+
+    def code_embeddings(self) -> Tensor:
+        return self.embeddings[FIRST_CODE:]  # E restricted to ℂ, [m·K, d]
+
+    def target_repr(self, items: Tensor) -> Tensor:
+        """t = mean_j E[codes(item)_j], ``[B, d]``."""
+        return self.embeddings[self.target_tokens(items)].mean(dim=1)
+
+    def nearest_code(self, r: Tensor) -> Tensor:
+        """argmin_{k∈ℂ} ‖E_k − r‖ → token ids ``[...]`` for residuals ``r`` ``[..., d]``."""
+        dist = torch.cdist(r.reshape(-1, r.shape[-1]).float(), self.code_embeddings().float())
+        return (dist.argmin(dim=-1) + FIRST_CODE).view(r.shape[:-1])
+
+    def neighbour_prefix(self, items: Tensor) -> Tensor:
+        """Codes of the k most similar items, ``[B, k·m]`` (the stage-1 target prefix)."""
+        near = self.neighbours[items, : self.pt_neighbours]  # [B, k]
+        return self.target_tokens(near).flatten(1)
+
+    # ---- stage 1: pretraining (eqs. 9–11) -----------------------------------------------------------
+    def pretrain_loss(self, interaction) -> tuple[Tensor, Tensor]:
+        enc, mask = self.encode(interaction)
+        items = interaction[self.POS_ITEM_ID]
+        direct = self.item_labels(items)  # [B, m+1]
+        labels = torch.cat([self.neighbour_prefix(items), direct], dim=1)  # [B, k·m + m + 1]
+        hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)
+        lengthened = token_cross_entropy(self.logits(hidden), labels, temperature=self.pt_temperature)
+        hidden_direct = self.decode_hidden(self.direct_decoder, direct, enc, mask)
+        return lengthened, token_cross_entropy(self.logits(hidden_direct), direct)
+
+    # ---- stage 2: annotation and SFT (eqs. 12–19) ----------------------------------------------------
+    @torch.no_grad()
+    def annotate(self, interaction) -> Tensor:
+        """Iterative residual inference → pseudo-label reasoning tokens ``[B, l]`` (batched, KV-cached)."""
+        enc, mask = self.encode(interaction)
+        t = self.target_repr(interaction[self.POS_ITEM_ID])  # [B, d]
+        cached = CachedT5Decoder(self.t5.decoder)
+        state = cached.start(enc, mask)
+        token = torch.full((enc.shape[0], 1), PAD, dtype=torch.long, device=enc.device)
+        d_sum = cached.step(token, state)[:, -1]  # d_0
+        out = []
+        for _ in range(self.n_reasoning):
+            r = self.mlp_r(t - self.mlp_s(d_sum))  # r_i = MLP_r(t − s_{i−1})
+            token = self.nearest_code(r).unsqueeze(1)  # o_i
+            out.append(token)
+            d_sum = d_sum + cached.step(token, state)[:, -1]  # Σ_{j≤i} d_j
+        return torch.cat(out, dim=1) if out else token.new_zeros(enc.shape[0], 0)
+
+    def item_logp(self, decoder, prefix: Tensor, items: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
+        """log π(codes(items) | x, prefix) ``[B]`` by teacher forcing (EOS not counted)."""
+        labels = torch.cat([prefix, self.item_labels(items)], dim=1)
+        hidden = self.decode_hidden(decoder, labels, enc, mask)
+        scored = torch.zeros_like(labels, dtype=torch.bool)
+        scored[:, prefix.shape[1] : prefix.shape[1] + self.n_codes] = True
+        return sequence_log_prob(self.logits(hidden).float(), labels, scored)
+
+    @torch.no_grad()
+    def reference_logp(self, interaction, *item_sets: Tensor) -> Tensor:
+        """log π_ref(codes(items) | x) ``[n_sets, B]`` from the frozen encoder + direct decoder (one encoding)."""
+        ref = self._reference
+        if ref is None:
+            raise RuntimeError("no π_ref: run stage 1 (pretrain) first or load its checkpoint")
+        enc, mask = ref.encode(interaction)
+        n = len(item_sets)
+        items = torch.cat(item_sets)  # [n·B]
+        empty = items.new_zeros(items.shape[0], 0)
+        logp = ref.item_logp(ref.direct_decoder, empty, items, enc.repeat(n, 1, 1), mask.repeat(n, 1))
+        return logp.view(n, -1)
+
+    def sft_loss(self, interaction) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(L_SFT, λ·L_DPO, μ·L_Quant, δ·L_State)`` on one annotated batch (one teacher-forced pass each)."""
+        enc, mask = self.encode(interaction)
+        items, think = interaction[self.POS_ITEM_ID], interaction[self.REASONING_FIELD]  # [B], [B, l]
+        l = think.shape[1]
+        labels = torch.cat([think, self.item_labels(items)], dim=1)  # [B, l + m + 1]
+        hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)  # [B, l + m + 1, d]
+        logits = self.logits(hidden)
+        loss_sft = token_cross_entropy(logits, labels)
+
+        t = self.target_repr(items)  # [B, d]
+        states = self.mlp_s(hidden[:, : l + 1].cumsum(dim=1))  # s_0..s_l, [B, l + 1, d]
+        residuals = self.mlp_r(t.unsqueeze(1) - states[:, :l])  # r_1..r_l, [B, l, d]
+        loss_quant = quantization_loss(residuals, self.embeddings[think], beta=self.quant_beta)
+        weights = default_step_weights(l, dtype=states.dtype, device=states.device)
+        loss_state = state_contrastive_loss(states[:, 1:], t.detach(), temperature=self.state_temperature,
+                                            weights=weights)
+
+        negatives = self._draw_negatives(items)
+        scored = torch.zeros_like(labels, dtype=torch.bool)
+        scored[:, l : l + self.n_codes] = True
+        chosen = sequence_log_prob(logits.float(), labels, scored)
+        rejected = self.item_logp(self.t5.decoder, think, negatives, enc, mask)
+        ref_chosen, ref_rejected = self.reference_logp(interaction, items, negatives)
+        loss_dpo = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.dpo_beta)
+        w = self.weights
+        return loss_sft, w["dpo"] * loss_dpo, w["quant"] * loss_quant, w["state"] * loss_state
+
+    def _draw_negatives(self, items: Tensor) -> Tensor:
+        """y⁻: one of the target's ``dpo_negative_pool`` most similar items, uniformly."""
+        pool = min(self.dpo_negative_pool, self.neighbours.shape[1])
+        pick = torch.randint(0, pool, items.shape, device=items.device)
+        return self.neighbours[items].gather(1, pick.unsqueeze(1)).squeeze(1)
+
+    def calculate_loss(self, interaction):
+        if self.stage == "pretrain":
+            return self.pretrain_loss(interaction)
+        if self.stage == "sft":
+            return self.sft_loss(interaction)
+        raise RuntimeError("stage 'rl' is trained by STREAMRecTrainer's GRPO step, not calculate_loss")
+
+    # ---- inference: think, then constrained beam search ---------------------------------------------
+    def prefix_steps(self) -> int:
+        return self.pt_neighbours * self.n_codes if self.stage == "pretrain" else self.inference_steps
+
+    def _code_logp(self, hidden: Tensor) -> Tensor:
+        """Log-probabilities over the vocabulary with everything outside ℂ masked, ``[N, V]``."""
+        logits = self.logits(hidden).float()
+        logits[:, :FIRST_CODE] = float("-inf")
+        return F.log_softmax(logits, dim=-1)
+
+    def decode_prefix(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> Tensor:
+        """Generate the free prefix (greedy | sample | beam), feed it, return first-item-code log-probs."""
+        start = torch.full((batch, 1), PAD, dtype=torch.long, device=self.item_codes.device)
+        hidden = cached.step(start, state)[:, -1]
+        steps = self.prefix_steps()
+        if self.reasoning_decoding == "beam" and steps > 0:
+            hidden = self._beam_prefix(cached, state, hidden, steps)
+        else:
+            for _ in range(steps):
+                logp = self._code_logp(hidden)
+                if self.reasoning_decoding == "sample":
+                    token = torch.multinomial((logp / self.sample_temperature).softmax(-1), 1)
+                else:
+                    token = logp.argmax(dim=-1, keepdim=True)
+                hidden = cached.step(token, state)[:, -1]
+        return F.log_softmax(self.logits(hidden).float(), dim=-1)
+
+    def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor, steps: int) -> Tensor:
+        """Beam search over ℂ for the reasoning prefix; keeps the best sequence per user."""
+        batch, width = hidden.shape[0], self.reasoning_beam
+        scores = hidden.new_zeros(batch, 1, dtype=torch.float)  # [B, beams]
+        offsets = torch.arange(batch, device=hidden.device).unsqueeze(1)
+        for _ in range(steps):
+            logp = self._code_logp(hidden)  # [B·beams, V]
+            beams, vocab = scores.shape[1], logp.shape[-1]
+            total = (scores.unsqueeze(-1) + logp.view(batch, beams, vocab)).view(batch, -1)
+            scores, flat = total.topk(width, dim=-1)  # [B, width]
+            origin, token = flat // vocab, flat % vocab
+            state.select((origin + offsets * beams).reshape(-1))  # also expands 1 → width beams
+            hidden = cached.step(token.reshape(-1, 1), state)[:, -1]
+        best = torch.arange(batch, device=hidden.device) * width  # topk is sorted: beam 0 is the best
+        state.select(best)
+        return hidden[best]
+
+    # ---- stage 3: what GRPO needs from the policy (the algorithm is in the trainer) ------------------
+    @torch.no_grad()
+    def rollout(self, enc: Tensor, mask: Tensor, group: int, *, temperature: float = 1.0,
+                constrained: bool = False) -> tuple[Tensor, Tensor]:
+        """Sample ``group`` rollouts per user: l reasoning tokens from ℂ, then m item tokens.
+
+        Item tokens are free over ℂ (so the format reward can fire) or, with ``constrained``, follow the
+        trie. Returns tokens ``[B·G, l + m]`` and the mean decoder state per rollout ``[B·G, d]``.
+        """
+        cached = CachedT5Decoder(self.t5.decoder)
+        state = cached.start(enc, mask)
+        state.expand(group)
+        n = enc.shape[0] * group
+        token = torch.full((n, 1), PAD, dtype=torch.long, device=enc.device)
+        prefix = torch.zeros(n, dtype=torch.long, device=enc.device)  # trie prefix of the item part
+        tokens, states = [], []
+        for step in range(self.n_reasoning + self.n_codes):
+            hidden = cached.step(token, state)[:, -1]
+            states.append(hidden)
+            logits = self.logits(hidden).float() / temperature
+            logits[:, :FIRST_CODE] = float("-inf")
+            level = step - self.n_reasoning
+            if constrained and level >= 0:
+                allowed = self.trie.step(level, prefix) >= 0  # [N, K]
+                start = FIRST_CODE + level * self.codebook_size
+                mask_v = torch.zeros_like(logits, dtype=torch.bool)
+                mask_v[:, start : start + self.codebook_size] = allowed
+                logits = logits.masked_fill(~mask_v, float("-inf"))
+            token = torch.multinomial(logits.softmax(-1), 1)  # [N, 1]
+            if constrained and level >= 0:
+                code = token.squeeze(1) - FIRST_CODE - level * self.codebook_size
+                prefix = self.trie.step(level, prefix).gather(1, code.unsqueeze(1)).squeeze(1)
+            tokens.append(token)
+        return torch.cat(tokens, dim=1), torch.stack(states, dim=1).mean(dim=1)
+
+    @torch.no_grad()
+    def candidate_logp(self, enc: Tensor, mask: Tensor, think: Tensor, candidates: Tensor) -> Tensor:
+        """log π_θ(codes(c) | x, think) for candidates ``[N, C]`` after reasoning ``think`` ``[N, l]``.
+
+        ``N = B·G`` rollouts share their user's encoder output; the prefix is decoded once per rollout,
+        then every candidate's m codes are fed in one step of ``m`` tokens (cache expanded C times).
+        """
+        n, c = candidates.shape
+        cached = CachedT5Decoder(self.t5.decoder)
+        state = cached.start(enc, mask)
+        state.expand(n // enc.shape[0])
+        start = torch.full((n, 1), PAD, dtype=torch.long, device=enc.device)
+        prefix = torch.cat([start, think], dim=1)  # [N, l + 1]
+        if prefix.shape[1] > 1:
+            cached.step(prefix[:, :-1], state)
+        state.expand(c)
+        codes = self.target_tokens(candidates).reshape(n * c, self.n_codes)  # [N·C, m]
+        feed = torch.cat([prefix[:, -1:].repeat_interleave(c, 0), codes[:, :-1]], dim=1)  # [N·C, m]
+        logp = F.log_softmax(self.logits(cached.step(feed, state)).float(), dim=-1)  # [N·C, m, V]
+        return logp.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1).view(n, c)
+
+    def rollout_logp(self, enc: Tensor, mask: Tensor, tokens: Tensor) -> Tensor:
+        """Per-token log π(tokens) ``[N, T]`` by teacher forcing; ``enc`` ``[N, S, d]`` (one per rollout)."""
+        hidden = self.decode_hidden(self.t5.decoder, tokens, enc, mask)
+        logp = F.log_softmax(self.logits(hidden).float(), dim=-1)
+        return logp.gather(2, tokens.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,200 @@
+"""STREAM-Rec's staged trainer: ``stages`` (default pretrain → sft → rl) run in order, each handing over
+through checkpoint files, each evaluated on valid and test, then a PT / SFT / RL table is printed.
+
+Files (``<checkpoint_dir>/STREAMRec-<dataset>[-tag]-…``):
+``-<stage>.pth`` best model of the stage (the hand-over), ``-<stage>-last.pth`` resume point,
+``-pi_ref.pth`` the frozen stage-1 model whose encoder + direct decoder are π_ref.
+
+Stage 1 and each SFT round use RecBole's own ``fit`` (early stopping on ``valid_metric``); stage 2
+alternates annotation and optimisation in rounds until validation stops improving; stage 3 runs GRPO
+(:mod:`recbole_streamrec.trainer.grpo`). ``--stages=[rl]`` with ``init_checkpoint`` runs or resumes a single
+stage from a given checkpoint; ``stages: [pretrain, rl]`` is the "pure RL" schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from time import time
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+from recbole_streamrec.trainer.checkpoint import SafeCheckpointMixin, checkpoint_name, load_checkpoint
+from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_batch
+
+STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
+
+
+class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
+    """Runs the configured ``stages``; ``fit`` dispatches on each (as RecBole's S3Rec does on ``train_stage``)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.stages = list(config["stages"])
+        self.stage_results: dict[str, dict] = {}
+        self.test_data = None  # set by quick_start.run so every stage is also tested
+        self.resume = False
+        self.grpo = GRPOConfig.from_config(config)
+        self.stage = None
+
+    # ---- stage bookkeeping --------------------------------------------------------------------------
+    def _begin_stage(self, stage: str) -> None:
+        cfg = self.config
+        self.stage = stage
+        self.model.set_stage(stage)
+        self.saved_model_file = checkpoint_name(cfg, f"-{stage}")
+        self.last_checkpoint_file = checkpoint_name(cfg, f"-{stage}-last")
+        self.epochs = {"pretrain": cfg["pt_epochs"], "sft": cfg["sft_epochs_per_round"], "rl": cfg["rl_epochs"]}[stage]
+        lr = {"pretrain": cfg["pt_learning_rate"], "sft": cfg["sft_learning_rate"], "rl": cfg["rl_learning_rate"]}[stage]
+        self.eval_step = min(cfg["eval_step"], self.epochs)
+        self.start_epoch, self.cur_step = 0, 0
+        self.best_valid_score, self.best_valid_result = float("-inf"), None
+        self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=lr)
+        self.logger.info(set_color(f"STREAM-Rec stage {stage}", "green") + f": lr {lr}, up to {self.epochs} epochs")
+
+    def _reference_file(self) -> str:
+        return self.config["reference_checkpoint"] or checkpoint_name(self.config, "-pi_ref")
+
+    def _load_reference(self) -> None:
+        """π_ref = frozen (encoder, direct decoder) saved at the end of stage 1."""
+        self.model.set_reference(None)  # never copy an older reference along
+        reference = copy.deepcopy(self.model)
+        reference.load_state_dict(load_checkpoint(self._reference_file(), self.device)["state_dict"])
+        self.model.set_reference(reference)
+
+    def _frozen_policy(self):
+        """A frozen copy of the current policy (the KL anchor of GRPO), without a copy of π_ref inside."""
+        reference = self.model._reference
+        self.model.set_reference(None)
+        frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.model.set_reference(reference)
+        return frozen
+
+    def _finish_stage(self, stage: str, valid_data) -> None:
+        """Load the stage's best model, evaluate it, and write the hand-over checkpoint."""
+        if os.path.isfile(self.saved_model_file):
+            self.model.load_state_dict(load_checkpoint(self.saved_model_file, self.device)["state_dict"])
+        results = {"valid": self._plain(self.evaluate(valid_data, load_best_model=False))}
+        if self.test_data is not None:
+            results["test"] = self._plain(self.evaluate(self.test_data, load_best_model=False))
+        self.stage_results[stage] = results
+        self.best_valid_result = results["valid"]
+        self.best_valid_score = results["valid"][self.valid_metric]
+        state = {**self._checkpoint_state(-1), "stage": stage, "complete": True, "results": results}
+        torch.save(state, self.saved_model_file)
+        if stage == "pretrain":
+            torch.save({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
+        self.logger.info(set_color(f"stage {stage} done", "green") + f": {results}")
+
+    @staticmethod
+    def _plain(result) -> dict:
+        return {str(k): float(v) for k, v in dict(result).items()}
+
+    def resume_checkpoint(self, resume_file):
+        """Resume the stage list: finished stages are loaded, the interrupted one continues (``--resume``)."""
+        self.resume = True
+
+    def _resume_stage(self, stage: str) -> bool:
+        """Returns True when the stage already finished (its results are restored)."""
+        if not self.resume:
+            return False
+        if os.path.isfile(self.saved_model_file):
+            done = load_checkpoint(self.saved_model_file, self.device)
+            if done.get("complete"):
+                self.model.load_state_dict(done["state_dict"])
+                self.stage_results[stage] = done["results"]
+                self.logger.info(f"stage {stage} already finished: loaded {self.saved_model_file}")
+                return True
+        if os.path.isfile(self.last_checkpoint_file):
+            super().resume_checkpoint(self.last_checkpoint_file)
+        return False
+
+    # ---- fit ----------------------------------------------------------------------------------------
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if valid_data is None:
+            raise ValueError("STREAM-Rec needs valid_data: every stage selects its model on validation")
+        if self.config["init_checkpoint"]:
+            self.model.load_state_dict(load_checkpoint(self.config["init_checkpoint"], self.device)["state_dict"])
+            self.logger.info(f"initialised from {self.config['init_checkpoint']}")
+        for stage in self.stages:
+            self._begin_stage(stage)
+            if stage != "pretrain":
+                self._load_reference()
+            if self._resume_stage(stage):
+                continue
+            if stage == "sft":
+                self._fit_sft(train_data, valid_data, verbose, show_progress)
+            else:
+                if stage == "rl":
+                    self.kl_reference = self._frozen_policy()
+                super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+            self._finish_stage(stage, valid_data)
+        self.logger.info("\n" + self.results_table())
+        return self.best_valid_score, self.best_valid_result
+
+    def _fit_sft(self, train_data, valid_data, verbose: bool, show_progress: bool) -> None:
+        """Stage 2: annotate → train ``sft_epochs_per_round`` epochs → repeat while validation improves."""
+        cfg, patience, stale = self.config, self.config["sft_round_patience"], 0
+        for round_idx in range(cfg["sft_rounds"]):
+            before = self.best_valid_score
+            self._annotate(train_data)
+            self.start_epoch, self.cur_step = 0, 0
+            super().fit(train_data, valid_data, verbose, True, show_progress)
+            improved = self.best_valid_score > before
+            self.logger.info(f"SFT round {round_idx + 1}: best valid {self.valid_metric} {self.best_valid_score:.4f}"
+                             + ("" if improved else " (no improvement)"))
+            stale = 0 if improved else stale + 1
+            if stale >= patience:
+                break
+            # the next round annotates with the best model so far
+            self.model.load_state_dict(load_checkpoint(self.saved_model_file, self.device)["state_dict"])
+
+    @torch.no_grad()
+    def _annotate(self, train_data) -> None:
+        """Write reasoning tokens for every training row into the dataset (field ``reasoning_tokens``)."""
+        from recbole.data.interaction import Interaction
+
+        dataset, model = train_data._dataset, self.model
+        model.eval()
+        feat, batch, out, start_time = dataset.inter_feat, self.config["eval_batch_size"], [], time()
+        for start in range(0, len(feat), batch):
+            out.append(model.annotate(feat[start : start + batch].to(self.device)).cpu())
+        tokens = torch.cat(out)
+        feat.update(Interaction({model.REASONING_FIELD: tokens}))
+        self.logger.info(f"annotated {len(feat)} training rows with {tokens.shape[1]} reasoning tokens "
+                         f"in {time() - start_time:.1f}s ({tokens.unique().numel()} distinct tokens)")
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self.stage != "rl":
+            return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file)
+        total, stats_sum, steps = 0.0, {}, 0
+        for batch in train_data:
+            if steps >= self.grpo.steps_per_epoch:
+                break
+            batch = batch[: self.grpo.batch_size].to(self.device)
+            self.optimizer.zero_grad()
+            with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+                loss, stats = grpo_loss_on_batch(self.model, self.kl_reference, batch, self.grpo)
+            loss.backward()
+            if self.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+            self.optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+            for k, v in stats.items():
+                stats_sum[k] = stats_sum.get(k, 0.0) + v
+        self.logger.info("GRPO " + ", ".join(f"{k} {v / max(steps, 1):.4f}" for k, v in stats_sum.items()))
+        return total / max(steps, 1)
+
+    def results_table(self) -> str:
+        """The PT / SFT / RL table: Recall and NDCG at 5 and 10, valid and test."""
+        metrics = ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]
+        head = "| stage | split | " + " | ".join(metrics) + " |"
+        lines = [head, "|" + "---|" * (len(metrics) + 2)]
+        for stage, results in self.stage_results.items():
+            for split, values in results.items():
+                row = " | ".join(f"{values.get(m, float('nan')):.4f}" for m in metrics)
+                lines.append(f"| {STAGE_LABEL.get(stage, stage)} | {split} | {row} |")
+        return "\n".join(lines)
