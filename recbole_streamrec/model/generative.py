@@ -47,6 +47,10 @@ class GenerativeRecommender(SequentialRecommender):
         self.codebook_size = config["codebook_size"]
         self.n_codes = codes.shape[1]  # m
         self.beam_size = config["beam_size"]
+        largest_k = max(config["topk"] or [0])
+        if self.beam_size < largest_k:
+            raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({largest_k}): items outside "
+                             "the beam score -inf, so a shorter beam cannot fill the top-k list")
         self.inference_amp = bool(config["inference_amp"])
         self.register_buffer("item_codes", codes)
         self.register_buffer("item_tokens", self._tokens_of(codes), persistent=False)

@@ -7,7 +7,8 @@ the files so a reader knows what made them, and keeps two of them:
 
 * ``<checkpoint_dir>/<model>-<dataset>[-<tag>].pth`` — the best model so far (what ``evaluate`` loads);
 * the same name with ``-last`` — written at the start of every epoch, so a run stopped mid-training
-  resumes from the last finished epoch with ``resume_checkpoint`` (``--resume`` on the command line).
+  resumes from the last finished epoch with ``resume_checkpoint`` (``--resume`` on the command line);
+  at the end of ``fit`` it is marked finished, and resuming a finished run keeps its best model.
 """
 
 from __future__ import annotations
@@ -60,10 +61,20 @@ class SafeCheckpointMixin:
         self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file)
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        # mark the run finished, so --resume on it neither retrains the last epoch nor runs past early stopping
+        state = {**self._checkpoint_state(self.epochs - 1), "finished": True}
+        torch.save(state, self.last_checkpoint_file)
+        return result
+
     def resume_checkpoint(self, resume_file):
         checkpoint = load_checkpoint(resume_file, self.device)
         if checkpoint["model"] != self.config["model"]:
             raise ValueError(f"{resume_file} holds a {checkpoint['model']} model, not {self.config['model']}")
+        if checkpoint.get("finished") and os.path.isfile(self.saved_model_file):
+            checkpoint["state_dict"] = load_checkpoint(self.saved_model_file, self.device)["state_dict"]
+            self.logger.info(f"{resume_file}: that run had finished; keeping its best model")
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]

@@ -25,6 +25,8 @@ from recbole_streamrec.trainer.checkpoint import SafeCheckpointMixin, checkpoint
 from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_batch
 
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
+# names of the loss parts each stage's loss returns, for the per-epoch log line
+LOSS_PARTS = {"pretrain": ("lengthened", "direct"), "sft": ("sft", "dpo", "quant", "state"), "rl": ("grpo",)}
 
 
 class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
@@ -187,6 +189,12 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
                 stats_sum[k] = stats_sum.get(k, 0.0) + v
         self.logger.info("GRPO " + ", ".join(f"{k} {v / max(steps, 1):.4f}" for k, v in stats_sum.items()))
         return total / max(steps, 1)
+
+    def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
+        """RecBole's epoch line, with each loss part named (``sft 1.23, dpo 0.07, …``)."""
+        parts = losses if isinstance(losses, tuple) else (losses,)
+        named = ", ".join(f"{name} {value:.4f}" for name, value in zip(LOSS_PARTS[self.stage], parts))
+        return f"[{self.stage}] epoch {epoch_idx} training [time: {e_time - s_time:.2f}s, {named}]"
 
     def results_table(self) -> str:
         """The PT / SFT / RL table: Recall and NDCG at 5 and 10, valid and test."""

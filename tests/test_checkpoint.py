@@ -1,0 +1,110 @@
+"""Weights-only checkpoints (best and ``-last``) and resuming a run stopped mid-training."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import pytest
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+
+from recbole_streamrec.utils import get_model, get_trainer
+
+KEYS = {"model", "dataset", "epoch", "cur_step", "best_valid_score", "best_valid_result", "state_dict", "optimizer"}
+
+
+class Stop(Exception):
+    """Stands in for the process being killed."""
+
+
+@pytest.fixture
+def trained_epochs(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], list[int]]:
+    """Record the epoch index of every ``_train_epoch`` call; ``stop_at`` raises :class:`Stop` when it starts.
+
+    RecBole's ``Trainer._train_epoch`` is patched, i.e. the call *after* the resume point was written.
+    Calling the returned function again re-arms it (same record, new ``stop_at``).
+    """
+    epochs: list[int] = []
+    original = Trainer._train_epoch
+
+    def arm(stop_at: int | None = None) -> list[int]:
+        def train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            if epoch_idx == stop_at:
+                raise Stop(f"killed at the start of epoch {epoch_idx}")
+            epochs.append(epoch_idx)
+            return original(self, train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+        monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+        return epochs
+
+    return arm
+
+
+def new_trainer(config, train) -> Any:
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train._dataset).to(config["device"])
+    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+
+def load_weights_only(path: str) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # raises on any pickled object
+    assert set(checkpoint) - {"finished"} == KEYS, set(checkpoint)
+    return checkpoint
+
+
+def test_tiger_checkpoints_are_weights_only_and_a_stopped_run_resumes(
+    make_config, tiny_data, tmp_path, trained_epochs
+) -> None:
+    _, _, train, valid, test = tiny_data
+    config = make_config("TIGER", epochs=3, checkpoint_dir=str(tmp_path))
+    epochs = trained_epochs(stop_at=2)
+
+    first = new_trainer(config, train)
+    assert first.saved_model_file == os.path.join(str(tmp_path), "TIGER-tiny.pth")
+    assert first.last_checkpoint_file == os.path.join(str(tmp_path), "TIGER-tiny-last.pth")
+    with pytest.raises(Stop):
+        first.fit(train, valid, saved=True, show_progress=False)
+    assert epochs == [0, 1]
+
+    best, last = load_weights_only(first.saved_model_file), load_weights_only(first.last_checkpoint_file)
+    assert best["model"] == last["model"] == "TIGER" and last["dataset"] == "tiny"
+    assert last["epoch"] == 1, "the resume point is the last finished epoch"
+    assert isinstance(last["best_valid_result"]["ndcg@10"], float)
+    assert "item_codes" in last["state_dict"], "the semantic IDs travel with the weights"
+
+    second = new_trainer(config, train)
+    second.resume_checkpoint(second.last_checkpoint_file)
+    assert second.start_epoch == 2
+    assert second.best_valid_score == pytest.approx(first.best_valid_score)
+    for name, tensor in first.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+    assert second.optimizer.state_dict()["state"], "the optimizer state (AdamW moments) is restored"
+
+    trained_epochs(stop_at=None)  # this time nothing stops the run
+    second.fit(train, valid, saved=True, show_progress=False)
+    assert epochs == [0, 1, 2], "the resumed run trains only the missing epoch"
+    result = second.evaluate(test, load_best_model=True, show_progress=False)
+    assert 0.0 <= result["ndcg@10"] <= 1.0
+    load_weights_only(second.saved_model_file)
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec"])
+def test_baselines_write_weights_only_checkpoints(make_config, tiny_data, tmp_path, trained_epochs,
+                                                  model: str) -> None:
+    _, _, train, valid, _ = tiny_data
+    config = make_config(model, epochs=2, checkpoint_dir=str(tmp_path))
+    epochs = trained_epochs()
+    trainer = new_trainer(config, train)
+    trainer.fit(train, valid, saved=True, show_progress=False)
+    assert epochs == [0, 1]
+    assert load_weights_only(os.path.join(str(tmp_path), f"{model}-tiny.pth"))["model"] == model
+    last = load_weights_only(os.path.join(str(tmp_path), f"{model}-tiny-last.pth"))
+    assert last["finished"] and last["epoch"] == 1, "a finished run marks its resume point finished"
+
+    resumed = new_trainer(config, train)
+    resumed.resume_checkpoint(trainer.last_checkpoint_file)
+    assert resumed.start_epoch == 2, "resuming a finished run trains nothing more"
+    resumed.fit(train, valid, saved=True, show_progress=False)
+    assert epochs == [0, 1]
