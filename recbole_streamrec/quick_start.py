@@ -28,8 +28,13 @@ def run(
     config_dict: Optional[dict[str, Any]] = None,
     saved: bool = True,
     resume: bool = False,
+    eval_only: bool = False,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` and evaluate it; returns the valid/test results (and per-stage ones)."""
+    """Train ``model`` on ``dataset`` and evaluate it; returns the valid/test results (and per-stage ones).
+
+    ``eval_only`` skips training and evaluates the run's best checkpoint as it stands (e.g. of a run that
+    is still going or was stopped).
+    """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -46,14 +51,18 @@ def run(
         trainer.test_data = test_data  # staged trainers also test after each stage
     if resume:
         resume_file = trainer.last_checkpoint_file
-        if os.path.isfile(resume_file):
+        if os.path.isfile(resume_file) or hasattr(trainer, "stage_results"):  # staged: one file per stage
             trainer.resume_checkpoint(resume_file)
         else:
             logger.warning(f"--resume: no checkpoint at {resume_file}; starting from scratch")
 
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
+    if eval_only:
+        best_valid_result = trainer.evaluate(valid_data, load_best_model=True, show_progress=config["show_progress"])
+        best_valid_score = best_valid_result[config["valid_metric"].lower()]
+    else:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")

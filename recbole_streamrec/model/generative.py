@@ -43,7 +43,8 @@ class GenerativeRecommender(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        codes = torch.from_numpy(semantic_ids(config, dataset))  # [n_items, m]
+        with torch.random.fork_rng():  # building the caches must not change this model's initialisation
+            codes = torch.from_numpy(semantic_ids(config, dataset))  # [n_items, m]
         self.codebook_size = config["codebook_size"]
         self.n_codes = codes.shape[1]  # m
         self.beam_size = config["beam_size"]

@@ -64,8 +64,9 @@ class STREAMRec(GenerativeRecommender):
         self.quant_beta, self.state_temperature = config["quant_beta"], config["state_temperature"]
         # one neighbour table serves stage 1, DPO and the RL negatives (a tiny catalogue caps it)
         n_table = min(max(self.pt_neighbours, self.dpo_negative_pool, config["rl_hard_negatives"]), self.n_items - 2)
-        self.register_buffer("neighbours", torch.from_numpy(item_neighbours(config, dataset, n_table)),
-                             persistent=False)  # [n_items, n_table], most similar first
+        with torch.random.fork_rng():  # a cache miss must not change this model's initialisation
+            table = torch.from_numpy(item_neighbours(config, dataset, n_table))
+        self.register_buffer("neighbours", table, persistent=False)  # [n_items, n_table], most similar first
         self.stage = "pretrain"
         self._reference: Optional["STREAMRec"] = None  # frozen π_ref holder, never a submodule
 

@@ -39,7 +39,10 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
         self.test_data = None  # set by quick_start.run so every stage is also tested
         self.resume = False
         self.grpo = GRPOConfig.from_config(config)
-        self.stage = None
+        # until fit runs, "the best model" is the last configured stage's (e.g. for evaluate-only runs)
+        self.stage = self.stages[-1]
+        self.model.set_stage(self.stage)
+        self.saved_model_file = checkpoint_name(config, f"-{self.stage}")
 
     # ---- stage bookkeeping --------------------------------------------------------------------------
     def _begin_stage(self, stage: str) -> None:
@@ -107,6 +110,8 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
             if done.get("complete"):
                 self.model.load_state_dict(done["state_dict"])
                 self.stage_results[stage] = done["results"]
+                self.best_valid_result = done["results"]["valid"]
+                self.best_valid_score = done["results"]["valid"][self.valid_metric]
                 self.logger.info(f"stage {stage} already finished: loaded {self.saved_model_file}")
                 return True
         if os.path.isfile(self.last_checkpoint_file):
