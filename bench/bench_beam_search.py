@@ -33,6 +33,7 @@ import yaml
 from torch import Tensor
 
 import recbole_streamrec.model.generative as generative
+from _common import StubCatalogue, StubConfig, synthetic_codes
 from recbole_streamrec.model.tiger import TIGER
 from recbole_streamrec.tokenizer.codes import PAD, tokens_to_codes
 
@@ -40,26 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ITEM_ID, ITEM_SEQ, ITEM_SEQ_LEN = "item_id", "item_id_list", "item_length"
 
 
-class _Config(dict):
-    """Just enough of a RecBole ``Config`` for the model's constructor (missing keys read as None)."""
-
-    def __missing__(self, key: str) -> None:
-        return None
-
-
-class _Catalogue:
-    """Stands in for the RecBole dataset: the model only asks it for the number of items."""
-
-    def __init__(self, n_items: int) -> None:
-        self.n_items = n_items
-
-    def num(self, field: str) -> int:
-        return self.n_items
-
-
-def model_config(args: argparse.Namespace) -> _Config:
+def model_config(args: argparse.Namespace) -> StubConfig:
     """``properties/generative.yaml`` + ``properties/model/TIGER.yaml``, then the command line."""
-    config = _Config()
+    config = StubConfig()
     for name in ("generative.yaml", "model/TIGER.yaml"):
         config.update(yaml.safe_load((ROOT / "properties" / name).read_text()) or {})
     config.update({
@@ -70,17 +54,6 @@ def model_config(args: argparse.Namespace) -> _Config:
         "beam_size": args.beam, "inference_amp": args.inference_amp,
     })
     return config
-
-
-def synthetic_codes(n_items: int, n_levels: int, codebook_size: int, seed: int) -> np.ndarray:
-    """``[n_items + 1, n_levels]`` random unique code tuples (row 0 = padding)."""
-    rng = np.random.default_rng(seed)
-    codes: set[tuple[int, ...]] = set()
-    while len(codes) < n_items:
-        codes.update(map(tuple, rng.integers(0, codebook_size, size=(n_items - len(codes), n_levels)).tolist()))
-    out = np.zeros((n_items + 1, n_levels), dtype=np.int64)
-    out[1:] = rng.permutation(np.array(sorted(codes), dtype=np.int64))
-    return out
 
 
 def build_model(args: argparse.Namespace) -> TIGER:
@@ -98,7 +71,7 @@ def build_model(args: argparse.Namespace) -> TIGER:
     torch.manual_seed(args.seed)
     # the constructor asks the tokenizer stage for the semantic IDs; hand it ours instead
     with mock.patch.object(generative, "semantic_ids", lambda config, dataset: codes):
-        model = TIGER(config, _Catalogue(codes.shape[0]))
+        model = TIGER(config, StubCatalogue(codes.shape[0]))
     if checkpoint is not None:
         model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

@@ -1,0 +1,403 @@
+"""The paper's Table 2 by one command: every model under the SPEC §6 protocol, one process per run.
+
+    python bench/table2.py --dataset amazon2018-scientific --data_path ../shared/data
+    python bench/table2.py --dataset amazon2018-scientific --data_path ../shared/data \\
+        --config_files properties/quick.yaml --out docs/results/amazon2018-scientific-quick
+
+Each run is ``run_recbole_streamrec.py --result_file=… --checkpoint_tag=… --resume`` in its own process
+(same config stack, split and evaluator as every other run). Baselines run once per ``--lrs`` value and the
+one with the best *validation* NDCG@10 is reported; TIGER and STREAM-Rec use their config's learning rates
+(``--tune_generative``: the same grid, on ``learning_rate`` for TIGER and ``sft_learning_rate`` for
+STREAM-Rec, selected on the final stage's validation NDCG@10). STREAM-Rec gives three rows (PT, SFT, RL)
+from one run's ``stage_results``.
+
+Per run: wall-clock time of the training process, peak resident memory of that process (``wait4``), and the
+evaluation throughput: a second process (``_common.child_time_eval`` through ``python -c``, with the run's
+own arguments) loads the best checkpoint (every stage's, for STREAM-Rec) and times
+``trainer.evaluate(test_data)`` (test users / second), checking that it reproduces the run's test metrics.
+The semantic IDs and neighbour table are built once, before the runs, so no run's time includes them.
+
+Resumable: ``<out>/runs/<run>.json`` marks a finished run (skipped); an interrupted one continues from its
+``-last`` checkpoint. Rerun the same command after a kill. ``--report_only`` rebuilds the table from the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    METRIC_LABELS, METRICS, PAPER_COLUMN, ROOT, fmt_number, fmt_seconds, machine_info, machine_line,
+    markdown_table, paper_value, pyplot, run_child,
+)
+
+GENERATIVE = ("TIGER", "STREAMRec")
+STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
+STAGE_LR = {"pretrain": "pt_learning_rate", "sft": "sft_learning_rate", "rl": "rl_learning_rate"}
+CHILD = "import sys; sys.path.insert(0, {bench!r}); import _common; _common.{entry}()"
+
+
+@dataclass
+class RunSpec:
+    name: str  # file stem under <out>/runs/
+    model: str
+    lr: Optional[float]  # None: the config's own learning rate(s)
+    args: list[str]  # the child's arguments (RecBole reads the --key=value ones as config overrides)
+
+
+# ---- plan ---------------------------------------------------------------------------------------------
+def plan(args: argparse.Namespace) -> list[RunSpec]:
+    key = hashlib.sha1(str(args.out.resolve()).encode()).hexdigest()[:6]  # one bench folder, one set of checkpoints
+    specs = []
+    for model in args.models:
+        tuned = model not in GENERATIVE or args.tune_generative
+        for lr in args.lrs if tuned else [None]:
+            suffix = f"-lr{lr:g}" if lr is not None else ""
+            lr_key = "sft_learning_rate" if model == "STREAMRec" else "learning_rate"
+            extra = [f"--{lr_key}={lr:g}"] if lr is not None else []
+            specs.append(RunSpec(f"{model}{suffix}", model, lr,
+                                 [*common_args(args, model), f"--checkpoint_tag=t2-{key}{suffix}", *extra]))
+    return specs
+
+
+def common_args(args: argparse.Namespace, model: str) -> list[str]:
+    out = [f"--model={model}", f"--dataset={args.dataset}"]
+    if args.config_files:
+        out.append("--config_files=" + ",".join(resolve(f) for f in args.config_files))
+    if args.data_path:
+        out.append(f"--data_path={resolve(args.data_path)}")
+    return out + [f"--{kv}" for kv in args.extra]
+
+
+def resolve(path: str) -> str:
+    """A path given on the command line (relative to here, else to the repository root), made relative to
+    the repository root, where the children run; relative paths keep the run records portable."""
+    p = Path(path)
+    absolute = p.resolve() if p.exists() or not (ROOT / p).exists() else (ROOT / p).resolve()
+    return os.path.relpath(absolute, ROOT)
+
+
+# ---- one run --------------------------------------------------------------------------------------------
+def execute(spec: RunSpec, runs: Path, threads: Optional[int]) -> Optional[dict[str, Any]]:
+    """Train (or resume), time the test pass, and write ``runs/<name>.json``; None if a step failed."""
+    final, log, ledger = runs / f"{spec.name}.json", runs / f"{spec.name}.log", runs / f"{spec.name}.attempts.json"
+    result_file, timing_file = runs / f"{spec.name}.result.json", runs / f"{spec.name}.timing.json"
+    if not result_file.is_file():
+        print(f"[table2] {spec.name}: training (log: {log})", flush=True)
+        partial = result_file.with_suffix(".part")
+        cmd = [sys.executable, str(ROOT / "run_recbole_streamrec.py"), *spec.args, f"--result_file={partial}",
+               "--resume"]
+        attempt = run_child(cmd, log, ledger, "train", threads)
+        if attempt["rc"] != 0 or not partial.is_file():
+            print(f"[table2] {spec.name}: training failed (exit {attempt['rc']}); see {log}", flush=True)
+            return None
+        partial.replace(result_file)
+    if not timing_file.is_file():
+        print(f"[table2] {spec.name}: timing the test pass", flush=True)
+        cmd = [sys.executable, "-c", CHILD.format(bench=str(Path(__file__).parent), entry="child_time_eval"),
+               *spec.args, f"--output={timing_file}"]
+        attempt = run_child(cmd, log, ledger, "time_eval", threads)
+        if attempt["rc"] != 0 or not timing_file.is_file():
+            print(f"[table2] {spec.name}: timing failed (exit {attempt['rc']}); see {log}", flush=True)
+            return None
+    attempts = json.loads(ledger.read_text()) if ledger.is_file() else []
+    train = [a for a in attempts if a["phase"] == "train"]
+    record = {
+        "run": spec.name, "model": spec.model, "lr": spec.lr, "args": spec.args,
+        "result": json.loads(result_file.read_text()), "timing": json.loads(timing_file.read_text()),
+        "train_seconds": sum(a["seconds"] for a in train) if train else None, "attempts": attempts,
+        "peak_rss_mb": max((a["peak_rss_mb"] for a in train if a["peak_rss_mb"]), default=None),
+        "finished": datetime.now().isoformat(timespec="seconds"),
+    }
+    record["timing_matches_run"] = timing_matches(record)
+    final.write_text(json.dumps(record, indent=2))
+    for f in (result_file, timing_file, ledger):
+        f.unlink(missing_ok=True)
+    print(f"[table2] {spec.name}: done in {fmt_seconds(record['train_seconds'])}", flush=True)
+    return record
+
+
+def timing_matches(record: dict[str, Any]) -> bool:
+    """The timed test pass reproduces the run's own test metrics (same checkpoint, same split)."""
+    result, passes = record["result"], record["timing"]["passes"]
+    expected = {s: r["test"] for s, r in result["stage_results"].items()} if result.get("stage_results") \
+        else {"best": result["test_result"]}
+    return all(abs(passes[s]["test_result"][m] - v[m]) <= 1e-4 for s, v in expected.items() for m in METRICS)
+
+
+def prepare(args: argparse.Namespace, runs: Path) -> None:
+    """Semantic IDs (and STREAM-Rec's neighbour table) once, before the timed runs."""
+    done = runs / "_prepare.json"
+    generative = [m for m in GENERATIVE if m in args.models]
+    if not generative or done.is_file():
+        return
+    model = generative[-1]  # STREAMRec's constructor builds both the semantic IDs and the neighbours
+    print(f"[table2] preparing semantic IDs{' and neighbours' if model == 'STREAMRec' else ''}", flush=True)
+    cmd = [sys.executable, "-c", CHILD.format(bench=str(Path(__file__).parent), entry="child_prepare"),
+           *common_args(args, model), f"--output={done}"]
+    ledger = runs / "_prepare.attempts.json"
+    attempt = run_child(cmd, runs / "_prepare.log", ledger, "prepare", args.threads)
+    ledger.unlink(missing_ok=True)
+    if attempt["rc"] != 0:
+        print(f"[table2] preparation failed; see {runs / '_prepare.log'} (the runs will build them)", flush=True)
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+def valid_score(record: dict[str, Any]) -> float:
+    """Validation NDCG@10 the run is selected on (STREAM-Rec: of its final stage)."""
+    result = record["result"]
+    if result.get("stage_results"):
+        return list(result["stage_results"].values())[-1]["valid"]["ndcg@10"]
+    return result["valid_result"]["ndcg@10"]
+
+
+def rows_for(model: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table rows of ``model``: the run with the best validation NDCG@10 (three rows for STREAM-Rec)."""
+    if not records:
+        return [{"key": model, "label": model, "status": "not finished"}]
+    best = max(records, key=valid_score)
+    timing, result = best["timing"], best["result"]
+    base = {"run": best["run"], "train_seconds": best["train_seconds"], "peak_rss_mb": best["peak_rss_mb"],
+            "status": "ok", "n_runs": len(records)}
+    stage_results = result.get("stage_results")
+    if not stage_results:
+        lr = best["lr"] if best["lr"] is not None else timing["config"]["learning_rate"]
+        return [{**base, "key": model, "label": model, "lr": lr, "test": result["test_result"],
+                 "valid_ndcg@10": result["valid_result"]["ndcg@10"],
+                 "eval_users_per_second": timing["passes"]["best"]["users_per_second"]}]
+    rows = []
+    for i, (stage, res) in enumerate(stage_results.items()):
+        last = i == len(stage_results) - 1
+        rows.append({**base, "key": f"{model}-{STAGE_LABEL[stage]}", "label": f"STREAM-Rec ({STAGE_LABEL[stage]})",
+                     "lr": timing["config"][STAGE_LR[stage]], "test": res["test"],
+                     "valid_ndcg@10": res["valid"]["ndcg@10"],
+                     "eval_users_per_second": timing["passes"][stage]["users_per_second"],
+                     "train_seconds": best["train_seconds"] if last else None, "shared_run": not last})
+    return rows
+
+
+def write_report(args: argparse.Namespace, specs: list[RunSpec], records: dict[str, dict], meta: dict) -> None:
+    rows = [row for model in args.models
+            for row in rows_for(model, [records[s.name] for s in specs if s.model == model and s.name in records])]
+    for row in rows:
+        row["paper_ndcg@10"] = paper_value(args.dataset, row["key"], column=args.paper_column)
+    write_csv(args.out / "table.csv", rows)
+    write_chart(args.out / "chart.png", rows, args)
+    (args.out / "table.md").write_text(table_markdown(args, specs, records, rows, meta))
+    print((args.out / "table.md").read_text())
+
+
+def summary_table(rows: list[dict[str, Any]], column: Optional[str]) -> str:
+    header = ["model", "R@5", "R@10", "N@5", "N@10", f"N@10 paper ({column or '—'})", "valid N@10", "lr",
+              "train time", "eval users/s", "peak RSS"]
+    body = []
+    for r in rows:
+        test = r.get("test", {})
+        train = "see RL row" if r.get("shared_run") else fmt_seconds(r.get("train_seconds"))
+        train = train if "test" in r else "not finished (see All runs)"
+        body.append([r["label"], *(fmt_number(test.get(m)) for m in METRICS), fmt_number(r.get("paper_ndcg@10")),
+                     fmt_number(r.get("valid_ndcg@10")), f"{r['lr']:g}" if r.get("lr") is not None else "—", train,
+                     fmt_number(r.get("eval_users_per_second"), 1),
+                     f"{r['peak_rss_mb'] / 1024:.2f} GiB" if r.get("peak_rss_mb") else "—"])
+    return markdown_table(header, body, "lrrrrrrrrrr")
+
+
+def runs_table(args: argparse.Namespace, specs: list[RunSpec], records: dict[str, dict], rows: list[dict]) -> str:
+    selected, body = {r.get("run") for r in rows}, []
+    for s in specs:
+        rec = records.get(s.name)
+        if rec is None:
+            body.append([s.name, f"{s.lr:g}" if s.lr is not None else "config", "—", "—", "—", "—",
+                         unfinished_status(args.out / "runs", s.name)])
+            continue
+        body.append([s.name, f"{s.lr:g}" if s.lr is not None else "config", fmt_number(valid_score(rec)),
+                     fmt_number(_final_test(rec)), fmt_seconds(rec["train_seconds"]),
+                     "yes" if timing_matches(rec) else "**no**", "selected" if s.name in selected else ""])
+    return markdown_table(["run", "lr", "valid N@10", "test N@10", "train time", "timed pass = run's test", ""],
+                          body, "llrrrll")
+
+
+def table_markdown(args, specs: list[RunSpec], records: dict[str, dict], rows: list[dict], meta: dict) -> str:
+    column, note = PAPER_COLUMN.get(args.dataset, (None, "no paper column for this dataset"))
+    if args.paper_column:
+        column, note = args.paper_column, "chosen with --paper_column" + ("; " + note if column else "")
+    machines = sorted({machine_line(r["timing"]["machine"]) for r in records.values()})
+    machines = machines or [machine_line(machine_info())]
+    finished = sorted(r["finished"] for r in records.values()) or ["—"]
+    grid = ", ".join(f"{lr:g}" for lr in args.lrs)
+    generative = ("TIGER (`learning_rate`) and STREAM-Rec (`sft_learning_rate`) on the same grid, STREAM-Rec "
+                  "selected on its final stage" if args.tune_generative
+                  else "TIGER and STREAM-Rec: their config's learning rates (per stage for STREAM-Rec)")
+    lines = [
+        f"# Table 2 — {args.dataset}", "",
+        *([f"**{args.label}**", ""] if args.label else []),
+        f"- dataset: `{args.dataset}` (data_path `{args.data_path or 'dataset/'}`)",
+        f"- paper column: {column} — {note}" if column else f"- paper column: none — {note}",
+        f"- machine: {'; '.join(machines)}",
+        f"- date: {datetime.now().isoformat(timespec='minutes')} (runs finished {finished[0]} … {finished[-1]})",
+        f"- config files: {', '.join(args.config_files) if args.config_files else 'none'}",
+        f"- extra overrides: {', '.join(args.extra) if args.extra else 'none'}",
+        "- configuration: " + ("**reduced / modified** (see the two lines above)" if args.config_files or args.extra
+                               else "the paper's (properties/ defaults, no config files, no overrides)"),
+        f"- command: `{meta['command']}`", "",
+        summary_table(rows, column), "",
+        f"Test split, full ranking, leave-one-out (SPEC §6). Baselines: the learning rate with the best validation "
+        f"NDCG@10 out of {grid}; {generative}.", "",
+        "Train time: wall clock of the training process (data loading, training, early-stopping validation, the "
+        "final test pass; summed over resumed attempts). STREAM-Rec's three rows come from one run, PT → SFT → RL. "
+        "Eval users/s: test users over the wall time of one `trainer.evaluate(test_data)` pass in a separate "
+        "process. Peak RSS: the training process's maximum resident host memory (on a GPU, the timed pass's GPU "
+        "memory is `cuda_max_allocated_mb` in `runs/<run>.json`).",
+        *(["", f"Semantic IDs / neighbour table built before the runs in {fmt_seconds(meta['prepare_seconds'])}."]
+          if meta.get("prepare_seconds") is not None else []),
+        "", "## All runs", "", runs_table(args, specs, records, rows), "",
+        "“timed pass = run's test”: the throughput pass reloaded the run's best checkpoint and reproduced its test "
+        "metrics (for STREAM-Rec, every stage's).", "",
+    ]
+    return "\n".join(lines)
+
+
+def unfinished_status(runs: Path, name: str) -> str:
+    """Why a run has no record yet, from its attempts ledger."""
+    ledger = runs / f"{name}.attempts.json"
+    if not ledger.is_file():
+        return "not run yet"
+    last = json.loads(ledger.read_text())[-1]
+    if last["rc"] is None:
+        return f"interrupted during {last['phase']} (rerun to resume)"
+    return f"{last['phase']} failed (exit {last['rc']}), see runs/{name}.log"
+
+
+def _final_test(record: dict[str, Any]) -> float:
+    result = record["result"]
+    if result.get("stage_results"):
+        return list(result["stage_results"].values())[-1]["test"]["ndcg@10"]
+    return result["test_result"]["ndcg@10"]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields = ["model", "run", "lr", *METRICS, "valid_ndcg@10", "paper_ndcg@10", "train_seconds",
+              "eval_users_per_second", "peak_rss_mb", "status"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({"model": r["label"], **{k: r.get(k) for k in fields[1:] if k not in METRICS},
+                             **{m: r.get("test", {}).get(m) for m in METRICS}})
+
+
+def write_chart(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    plt = pyplot()
+    rows = [r for r in rows if r.get("test")]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.2))
+    width = 0.8 / len(METRICS)
+    for j, metric in enumerate(METRICS):
+        xs = [i + (j - 1.5) * width for i in range(len(rows))]
+        ax.bar(xs, [r["test"][metric] for r in rows], width, label=METRIC_LABELS[metric])
+    paper = [(i + 1.5 * width, r["paper_ndcg@10"]) for i, r in enumerate(rows) if r.get("paper_ndcg@10")]
+    if paper:
+        ax.scatter(*zip(*paper), marker="_", s=200, color="black", zorder=3, label="N@10 paper")
+    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=20, ha="right")
+    ax.set_ylabel("test metric")
+    ax.set_title(f"{args.dataset}" + (f" — {args.label}" if args.label else ""), fontsize=10)
+    ax.legend(fontsize=8, ncol=5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---- main -----------------------------------------------------------------------------------------------
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="a RecBole atomic dataset under --data_path")
+    parser.add_argument("--data_path", default=None, help="folder of datasets (default: the config's, dataset/)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default docs/results/<dataset>)")
+    parser.add_argument("--config_files", default=None, help="YAML files, comma separated (e.g. properties/quick.yaml)")
+    parser.add_argument("--models", default="Caser,GRU4Rec,SASRec,BERT4Rec,TIGER,STREAMRec", help="comma separated")
+    parser.add_argument("--lrs", default="1e-3,3e-3,5e-3", help="learning-rate grid of the baselines")
+    parser.add_argument("--tune_generative", action="store_true", help="also grid-search TIGER and STREAM-Rec")
+    parser.add_argument("--extra", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides passed to every run (e.g. epochs=5 eval_batch_size=512)")
+    parser.add_argument("--label", default=None, help="text shown at the top of table.md (say 'reduced: …' here)")
+    parser.add_argument("--paper_column", default=None, help="Instruments | Scientific (default: from --dataset)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP/MKL threads of each run (default: torch's)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="rebuild table.md/csv/png from the finished runs, with the arguments that made --out")
+    parser.add_argument("--dry_run", action="store_true", help="print the runs' commands and exit")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.out = args.out or ROOT / "docs" / "results" / args.dataset
+    args.config_files = args.config_files.replace(",", " ").split() if args.config_files else []
+    args.models = [m for m in args.models.split(",") if m]
+    args.lrs = [float(x) for x in args.lrs.split(",") if x]
+    for kv in args.extra:
+        if "=" not in kv:
+            parser.error(f"--extra takes key=value, not {kv!r}")
+    if args.label is None and any(Path(f).name == "quick.yaml" for f in args.config_files):
+        args.label = "reduced: properties/quick.yaml preset (small T5, few epochs), not the paper's configuration"
+    return args
+
+
+def check_settings(args: argparse.Namespace, meta_file: Path) -> dict[str, Any]:
+    """``<out>/bench.json``: the settings that define the runs; a rerun must not change them."""
+    settings = {"dataset": args.dataset, "config_files": args.config_files, "extra": args.extra}
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"settings": settings}
+    if meta["settings"] != settings:
+        sys.exit(f"{meta_file} was made with {meta['settings']}, not {settings}: use another --out")
+    if not args.report_only or "command" not in meta:
+        meta["command"] = "python bench/table2.py " + shlex.join(args.argv)
+        meta["argv"] = args.argv
+    return meta
+
+
+def stored_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``--report_only``: the arguments of the command that made ``--out`` (an explicit ``--label`` wins)."""
+    meta_file = args.out / "bench.json"
+    stored = json.loads(meta_file.read_text()).get("argv") if meta_file.is_file() else None
+    if not stored:
+        return args
+    again = parse_args([a for a in stored if a != "--dry_run"] + ["--report_only"])
+    again.out, again.argv = args.out, args.argv
+    if "--label" in args.argv or any(a.startswith("--label=") for a in args.argv):
+        again.label = args.label
+    return again
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.report_only:
+        args = stored_args(args)
+    specs = plan(args)
+    if args.dry_run:
+        print(f"# training runs, from {ROOT} (each followed by a timed test pass in a second process)")
+        for s in specs:
+            print(shlex.join([sys.executable, "run_recbole_streamrec.py", *s.args, "--resume"]))
+        return
+    runs = args.out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    meta = check_settings(args, args.out / "bench.json")
+    (args.out / "bench.json").write_text(json.dumps(meta, indent=2))
+    if not args.report_only:
+        prepare(args, runs)
+        for spec in specs:
+            if not (runs / f"{spec.name}.json").is_file():
+                execute(spec, runs, args.threads)
+    if (runs / "_prepare.json").is_file():
+        meta["prepare_seconds"] = json.loads((runs / "_prepare.json").read_text())["seconds"]
+    records = {s.name: json.loads((runs / f"{s.name}.json").read_text())
+               for s in specs if (runs / f"{s.name}.json").is_file()}
+    write_report(args, specs, records, meta)
+
+
+if __name__ == "__main__":
+    main()
