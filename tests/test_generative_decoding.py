@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recbole_streamrec.model.t5_decoding import CachedT5Decoder
-from recbole_streamrec.tokenizer.codes import EOS, PAD, tokens_to_codes
+from recbole_streamrec.tokenizer.codes import PAD, tokens_to_codes
 
 ATOL = 1e-5
 
