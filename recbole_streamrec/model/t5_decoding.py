@@ -25,8 +25,8 @@ class DecoderState:
 
     self_k: list[Tensor]  # per layer [N, h, t, d_kv]
     self_v: list[Tensor]
-    cross_k: list[Tensor]  # per layer [B, h, S, d_kv]
-    cross_v: list[Tensor]
+    cross_k: list[Tensor]  # per layer [B, h, d_kv, S] (stored transposed for the score matmul)
+    cross_v: list[Tensor]  # per layer [B, h, S, d_kv]
     cross_mask: Tensor  # [B, 1, 1, S] additive (0 or -inf-ish)
     group: int
     length: int = 0
@@ -60,7 +60,8 @@ class CachedT5Decoder:
         cross_k, cross_v = [], []
         for block in self.decoder.block:
             attn = block.layer[1].EncDecAttention
-            cross_k.append(self._heads(attn.k(encoder_hidden)))
+            # transposed once here rather than (as a copy) at every step's q @ kᵀ
+            cross_k.append(self._heads(attn.k(encoder_hidden)).transpose(-1, -2).contiguous())
             cross_v.append(self._heads(attn.v(encoder_hidden)))
         neg = torch.finfo(encoder_hidden.dtype).min
         mask = torch.zeros(encoder_mask.shape, dtype=encoder_hidden.dtype, device=encoder_hidden.device)
@@ -100,7 +101,7 @@ class CachedT5Decoder:
             # fold the group into the query axis: [N, h, q, d_kv] → [B, h, g·q, d_kv]
             qh = self._heads(ca.q(x)).reshape(b, g, self.n_heads, q, self.d_kv)
             qh = qh.transpose(1, 2).reshape(b, self.n_heads, g * q, self.d_kv)
-            scores = qh @ state.cross_k[i].transpose(-1, -2) + state.cross_mask  # [B, h, g·q, S]
+            scores = qh @ state.cross_k[i] + state.cross_mask  # [B, h, g·q, S]
             out = scores.softmax(-1) @ state.cross_v[i]  # [B, h, g·q, d_kv]
             out = out.reshape(b, self.n_heads, g, q, self.d_kv).permute(0, 2, 3, 1, 4).reshape(n, q, -1)
             hidden = hidden + ca.o(out)
