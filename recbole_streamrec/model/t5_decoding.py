@@ -12,7 +12,7 @@ suite checks it against the uncached ``transformers`` forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -23,13 +23,21 @@ from transformers.models.t5.modeling_t5 import T5Stack
 class DecoderState:
     """Cache for ``N = B · group`` sequences decoding against ``B`` encoder outputs."""
 
-    self_k: list[Tensor]  # per layer [N, h, t, d_kv]
+    self_k: list[Tensor]  # per layer [N, h, t_seq, d_kv]: each sequence's own tokens
     self_v: list[Tensor]
     cross_k: list[Tensor]  # per layer [B, h, d_kv, S] (stored transposed for the score matmul)
     cross_v: list[Tensor]  # per layer [B, h, S, d_kv]
     cross_mask: Tensor  # [B, 1, 1, S] additive (0 or -inf-ish)
     group: int
-    length: int = 0
+    length: int = 0  # tokens decoded so far: t_prefix + t_seq
+    # tokens decoded before the sequences of a user branched (e.g. STREAM-Rec's reasoning prefix before the
+    # item beams): kept once per user, like the encoder side, so beams never copy them
+    prefix_k: list[Tensor] = field(default_factory=list)  # per layer [B, h, d_kv, t_prefix]
+    prefix_v: list[Tensor] = field(default_factory=list)  # per layer [B, h, t_prefix, d_kv]
+
+    @property
+    def prefix_length(self) -> int:
+        return self.prefix_v[0].shape[2] if self.prefix_v else 0
 
     def select(self, index: Tensor) -> None:
         """Keep sequences ``index`` ``[N']``; each must stay with its own user (beam reordering)."""
@@ -38,9 +46,23 @@ class DecoderState:
         self.group = index.numel() // self.cross_mask.shape[0]
 
     def expand(self, factor: int) -> None:
-        """Repeat every sequence ``factor`` times (``[N] → [N·factor]``, copies adjacent)."""
-        self.self_k = [k.repeat_interleave(factor, 0) for k in self.self_k]
-        self.self_v = [v.repeat_interleave(factor, 0) for v in self.self_v]
+        """Repeat every sequence ``factor`` times (``[N] → [N·factor]``, copies adjacent).
+
+        With one sequence per user, what it has decoded becomes the user's shared prefix instead of being
+        copied ``factor`` times.
+        """
+        if self.group == 1 and self.self_k and self.self_k[0].shape[2] > 0:
+            keys = [k.transpose(-1, -2) for k in self.self_k]
+            self.prefix_k = [torch.cat([p, k], -1) for p, k in zip(self.prefix_k, keys)] if self.prefix_k else [
+                k.contiguous() for k in keys]
+            self.prefix_v = [torch.cat([p, v], 2) for p, v in zip(self.prefix_v, self.self_v)] if self.prefix_v \
+                else self.self_v
+            n = self.cross_mask.shape[0] * factor
+            self.self_k = [k.new_empty(n, *k.shape[1:2], 0, k.shape[3]) for k in self.self_k]
+            self.self_v = [v.new_empty(n, *v.shape[1:2], 0, v.shape[3]) for v in self.self_v]
+        else:
+            self.self_k = [k.repeat_interleave(factor, 0) for k in self.self_k]
+            self.self_v = [v.repeat_interleave(factor, 0) for v in self.self_v]
         self.group *= factor
 
 
@@ -54,6 +76,16 @@ class CachedT5Decoder:
 
     def _heads(self, x: Tensor) -> Tensor:  # [N, q, h·d_kv] → [N, h, q, d_kv]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.d_kv).transpose(1, 2)
+
+    @staticmethod
+    def _fold(x: Tensor, b: int, g: int) -> Tensor:  # [B·g, h, q, c] → [B, h, g·q, c]
+        _, h, q, c = x.shape
+        return x.reshape(b, g, h, q, c).transpose(1, 2).reshape(b, h, g * q, c)
+
+    @staticmethod
+    def _unfold(x: Tensor, b: int, g: int, q: int) -> Tensor:  # [B, h, g·q, c] → [B·g, h, q, c]
+        h, c = x.shape[1], x.shape[-1]
+        return x.reshape(b, h, g, q, c).transpose(1, 2).reshape(b * g, h, q, c)
 
     def start(self, encoder_hidden: Tensor, encoder_mask: Tensor) -> DecoderState:
         """Encoder output ``[B, S, d]`` and mask ``[B, S]`` → an empty cache with one sequence per user."""
@@ -92,18 +124,25 @@ class CachedT5Decoder:
                 state.self_v.append(v)
             else:
                 state.self_k[i], state.self_v[i] = k, v
-            scores = self._heads(sa.q(x)) @ k.transpose(-1, -2) + bias.to(x.dtype)  # [N, h, q, t+q]
-            out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, q, -1)
+            qh = self._heads(sa.q(x))  # [N, h, q, d_kv]
+            scores = qh @ k.transpose(-1, -2)  # [N, h, q, t_seq + q]
+            tp = state.prefix_length
+            if tp:  # the user's shared prefix, queries of its g sequences folded: [B, h, g·q, t_prefix]
+                shared = self._fold(qh, b, g) @ state.prefix_k[i]
+                scores = torch.cat([self._unfold(shared, b, g, q), scores], dim=-1)
+            weights = (scores + bias.to(x.dtype)).softmax(-1)  # [N, h, q, t + q]
+            out = weights[..., tp:] @ v  # [N, h, q, d_kv]
+            if tp:
+                out = out + self._unfold(self._fold(weights[..., :tp], b, g) @ state.prefix_v[i], b, g, q)
+            out = out.transpose(1, 2).reshape(n, q, -1)
             hidden = hidden + sa.o(out)
 
             ca = ca_layer.EncDecAttention
             x = ca_layer.layer_norm(hidden)
             # fold the group into the query axis: [N, h, q, d_kv] → [B, h, g·q, d_kv]
-            qh = self._heads(ca.q(x)).reshape(b, g, self.n_heads, q, self.d_kv)
-            qh = qh.transpose(1, 2).reshape(b, self.n_heads, g * q, self.d_kv)
-            scores = qh @ state.cross_k[i] + state.cross_mask  # [B, h, g·q, S]
-            out = scores.softmax(-1) @ state.cross_v[i]  # [B, h, g·q, d_kv]
-            out = out.reshape(b, self.n_heads, g, q, self.d_kv).permute(0, 2, 3, 1, 4).reshape(n, q, -1)
+            scores = self._fold(self._heads(ca.q(x)), b, g) @ state.cross_k[i] + state.cross_mask  # [B, h, g·q, S]
+            out = self._unfold(scores.softmax(-1) @ state.cross_v[i], b, g, q)  # [N, h, q, d_kv]
+            out = out.transpose(1, 2).reshape(n, q, -1)
             hidden = hidden + ca.o(out)
             hidden = ff_layer(hidden)
         state.length = t + q
