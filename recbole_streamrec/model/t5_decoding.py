@@ -4,7 +4,9 @@ Beam search and GRPO rollouts decode many sequences per user (``group`` of them:
 candidate items) against the *same* encoder output. Expanding the encoder-side keys/values to every
 sequence (what ``generate`` does) costs ``group×`` memory and bandwidth at every step. Here the
 cross-attention keys/values are computed once per user (``[B, h, S, d_kv]``) and the queries of a user's
-sequences are folded into one attention call, while the small self-attention cache is per sequence.
+sequences are folded into one attention call. The same holds for the self-attention cache of the tokens a
+user decoded before its sequences branched (STREAM-Rec's reasoning prefix): it is kept once per user, and
+only each sequence's own tokens are cached per sequence.
 
 The maths is exactly T5's (same modules, same weights, relative position bias, no 1/√d scaling); the test
 suite checks it against the uncached ``transformers`` forward.
