@@ -126,13 +126,17 @@ class GenerativeRecommender(SequentialRecommender):
 
         return step
 
+    @staticmethod
+    def start_tokens(n: int, device: torch.device) -> Tensor:
+        """``[n, 1]`` decoder start tokens (T5 starts decoding from PAD)."""
+        return torch.full((n, 1), PAD, dtype=torch.long, device=device)
+
     def decode_prefix(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> Tensor:
         """Run the decoder up to the first item code; returns its log-probabilities ``[B, V]``.
 
         TIGER has no prefix: one step on the start token. STREAM-Rec overrides this to think first.
         """
-        start = torch.full((batch, 1), PAD, dtype=torch.long, device=self.item_codes.device)
-        return self.step_fn(cached)(start, state)
+        return self.step_fn(cached)(self.start_tokens(batch, self.item_codes.device), state)
 
     @torch.no_grad()
     def generate_items(self, interaction, beam_size: Optional[int] = None) -> tuple[Tensor, Tensor]:

@@ -29,7 +29,7 @@ from recbole_streamrec.model.losses import (
     token_cross_entropy,
 )
 from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
-from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD
+from recbole_streamrec.tokenizer.codes import FIRST_CODE
 
 STAGES = ("pretrain", "sft", "rl")
 
@@ -122,7 +122,7 @@ class STREAMRec(GenerativeRecommender):
         t = self.target_repr(interaction[self.POS_ITEM_ID])  # [B, d]
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
-        token = torch.full((enc.shape[0], 1), PAD, dtype=torch.long, device=enc.device)
+        token = self.start_tokens(enc.shape[0], enc.device)
         d_sum = cached.step(token, state)[:, -1]  # d_0
         out = []
         for _ in range(self.n_reasoning):
@@ -206,8 +206,7 @@ class STREAMRec(GenerativeRecommender):
 
     def decode_prefix(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> Tensor:
         """Generate the free prefix (greedy | sample | beam), feed it, return first-item-code log-probs."""
-        start = torch.full((batch, 1), PAD, dtype=torch.long, device=self.item_codes.device)
-        hidden = cached.step(start, state)[:, -1]
+        hidden = cached.step(self.start_tokens(batch, self.item_codes.device), state)[:, -1]
         steps = self.prefix_steps()
         if self.reasoning_decoding == "beam" and steps > 0:
             hidden = self._beam_prefix(cached, state, hidden, steps)
@@ -251,7 +250,7 @@ class STREAMRec(GenerativeRecommender):
         state = cached.start(enc, mask)
         state.expand(group)
         n = enc.shape[0] * group
-        token = torch.full((n, 1), PAD, dtype=torch.long, device=enc.device)
+        token = self.start_tokens(n, enc.device)
         prefix = torch.zeros(n, dtype=torch.long, device=enc.device)  # trie prefix of the item part
         tokens, states = [], []
         for step in range(self.n_reasoning + self.n_codes):
@@ -284,7 +283,7 @@ class STREAMRec(GenerativeRecommender):
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
         state.expand(n // enc.shape[0])
-        start = torch.full((n, 1), PAD, dtype=torch.long, device=enc.device)
+        start = self.start_tokens(n, enc.device)
         prefix = torch.cat([start, think], dim=1)  # [N, l + 1]
         if prefix.shape[1] > 1:
             cached.step(prefix[:, :-1], state)

@@ -25,7 +25,7 @@ def checkpoint_name(config, suffix: str = "") -> str:
     return os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}{tag}{suffix}.pth")
 
 
-def _plain(result: Any) -> Any:
+def plain_results(result: Any) -> Any:
     """Evaluation results as plain floats (numpy scalars do not load under ``weights_only``)."""
     if result is None:
         return None
@@ -44,7 +44,7 @@ class SafeCheckpointMixin:
         return {
             "model": self.config["model"], "dataset": self.config["dataset"], "epoch": epoch,
             "cur_step": self.cur_step, "best_valid_score": float(self.best_valid_score),
-            "best_valid_result": _plain(self.best_valid_result),
+            "best_valid_result": plain_results(self.best_valid_result),
             "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
         }
 
@@ -57,9 +57,12 @@ class SafeCheckpointMixin:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        # everything before this epoch (training, validation, early stopping) is final: a resume point
-        self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file)
+        self._save_resume_point(epoch_idx)
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def _save_resume_point(self, epoch_idx: int) -> None:
+        """Everything before ``epoch_idx`` (training, validation, early stopping) is final: a resume point."""
+        self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)

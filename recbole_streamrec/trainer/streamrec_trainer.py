@@ -21,7 +21,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_streamrec.trainer.checkpoint import SafeCheckpointMixin, checkpoint_name, load_checkpoint
+from recbole_streamrec.trainer.checkpoint import SafeCheckpointMixin, checkpoint_name, load_checkpoint, plain_results
 from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_batch
 
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
@@ -81,9 +81,9 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
         """Load the stage's best model, evaluate it, and write the hand-over checkpoint."""
         if os.path.isfile(self.saved_model_file):
             self.model.load_state_dict(load_checkpoint(self.saved_model_file, self.device)["state_dict"])
-        results = {"valid": self._plain(self.evaluate(valid_data, load_best_model=False))}
+        results = {"valid": plain_results(self.evaluate(valid_data, load_best_model=False))}
         if self.test_data is not None:
-            results["test"] = self._plain(self.evaluate(self.test_data, load_best_model=False))
+            results["test"] = plain_results(self.evaluate(self.test_data, load_best_model=False))
         self.stage_results[stage] = results
         self.best_valid_result = results["valid"]
         self.best_valid_score = results["valid"][self.valid_metric]
@@ -92,10 +92,6 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
         if stage == "pretrain":
             torch.save({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
         self.logger.info(set_color(f"stage {stage} done", "green") + f": {results}")
-
-    @staticmethod
-    def _plain(result) -> dict:
-        return {str(k): float(v) for k, v in dict(result).items()}
 
     def resume_checkpoint(self, resume_file):
         """Resume the stage list: finished stages are loaded, the interrupted one continues (``--resume``)."""
@@ -176,7 +172,7 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self.stage != "rl":
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-        self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file)
+        self._save_resume_point(epoch_idx)
         total, stats_sum, steps = 0.0, {}, 0
         for batch in train_data:
             if steps >= self.grpo.steps_per_epoch:
