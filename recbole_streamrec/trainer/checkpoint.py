@@ -50,9 +50,7 @@ class SafeCheckpointMixin:
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         path = kwargs.pop("saved_model_file", self.saved_model_file)
-        tmp = path + ".tmp"
-        torch.save(self._checkpoint_state(epoch), tmp)
-        os.replace(tmp, path)  # never leave a half-written checkpoint behind
+        save_checkpoint(self._checkpoint_state(epoch), path)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
@@ -68,7 +66,7 @@ class SafeCheckpointMixin:
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         # mark the run finished, so --resume on it neither retrains the last epoch nor runs past early stopping
         state = {**self._checkpoint_state(self.epochs - 1), "finished": True}
-        torch.save(state, self.last_checkpoint_file)
+        save_checkpoint(state, self.last_checkpoint_file)
         return result
 
     def resume_checkpoint(self, resume_file):
@@ -93,6 +91,13 @@ class SafeCheckpointMixin:
             self.model.load_state_dict(load_checkpoint(path, self.device)["state_dict"])
             self.logger.info(f"Loading model structure and parameters from {path}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def save_checkpoint(state: dict, path: str) -> None:
+    """Write ``state`` to ``path`` through a temporary file: never a half-written checkpoint behind."""
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str, device: Any = "cpu") -> dict:

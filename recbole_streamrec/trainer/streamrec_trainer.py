@@ -21,7 +21,9 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_streamrec.trainer.checkpoint import SafeCheckpointMixin, checkpoint_name, load_checkpoint, plain_results
+from recbole_streamrec.trainer.checkpoint import (
+    SafeCheckpointMixin, checkpoint_name, load_checkpoint, plain_results, save_checkpoint,
+)
 from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_batch
 
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
@@ -88,9 +90,9 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
         self.best_valid_result = results["valid"]
         self.best_valid_score = results["valid"][self.valid_metric]
         state = {**self._checkpoint_state(-1), "stage": stage, "complete": True, "results": results}
-        torch.save(state, self.saved_model_file)
+        save_checkpoint(state, self.saved_model_file)
         if stage == "pretrain":
-            torch.save({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
+            save_checkpoint({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
         self.logger.info(set_color(f"stage {stage} done", "green") + f": {results}")
 
     def resume_checkpoint(self, resume_file):
