@@ -218,7 +218,7 @@ CONFIG_KEYS = ("device", "learning_rate", "pt_learning_rate", "sft_learning_rate
 def child_prepare() -> None:
     """Child entry: load the data and build the model once, so item vectors, semantic IDs and the
     neighbour table are computed and cached before any timed run."""
-    from recbole.utils import init_seed
+    from recbole.utils import init_logger, init_seed
 
     from recbole_streamrec.config import Config
     from recbole_streamrec.quick_start import load_data
@@ -228,6 +228,7 @@ def child_prepare() -> None:
     start = time.perf_counter()
     config = Config(model=cli.model, dataset=cli.dataset, config_file_list=_files(cli.config_files))
     init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)  # item vectors / RQ-VAE / neighbours report their progress to the log
     _, train_data, _, _ = load_data(config)
     get_model(config["model"])(config, train_data._dataset)
     Path(cli.output).write_text(json.dumps({"seconds": time.perf_counter() - start, "model": cli.model}))

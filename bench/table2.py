@@ -30,6 +30,7 @@ import json
 import os
 import shlex
 import sys
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from _common import (  # noqa: E402
 )
 
 GENERATIVE = ("TIGER", "STREAMRec")
+DEFAULT_MODELS = "Caser,GRU4Rec,SASRec,BERT4Rec,TIGER,STREAMRec"
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
 STAGE_LR = {"pretrain": "pt_learning_rate", "sft": "sft_learning_rate", "rl": "rl_learning_rate"}
 CHILD = "import sys; sys.path.insert(0, {bench!r}); import _common; _common.{entry}()"
@@ -72,11 +74,18 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
 
 def common_args(args: argparse.Namespace, model: str) -> list[str]:
     out = [f"--model={model}", f"--dataset={args.dataset}"]
-    if args.config_files:
-        out.append("--config_files=" + ",".join(resolve(f) for f in args.config_files))
+    files = args.config_files + (args.generative_config_files if model in GENERATIVE else [])
+    if files:
+        out.append("--config_files=" + ",".join(resolve(f) for f in files))
     if args.data_path:
         out.append(f"--data_path={resolve(args.data_path)}")
-    return out + [f"--{kv}" for kv in args.extra]
+    return out + [f"--{kv}" for scope, kv in map(split_scope, args.extra) if scope in (None, model)]
+
+
+def split_scope(override: str) -> tuple[Optional[str], str]:
+    """``Model:key=value`` → (``Model``, ``key=value``); an unscoped ``key=value`` applies to every run."""
+    head, sep, rest = override.partition(":")
+    return (head, rest) if sep and "=" not in head else (None, override)
 
 
 def resolve(path: str) -> str:
@@ -245,9 +254,12 @@ def table_markdown(args, specs: list[RunSpec], records: dict[str, dict], rows: l
         f"- paper column: {column} — {note}" if column else f"- paper column: none — {note}",
         f"- machine: {'; '.join(machines)}",
         f"- date: {datetime.now().isoformat(timespec='minutes')} (runs finished {finished[0]} … {finished[-1]})",
-        f"- config files: {', '.join(args.config_files) if args.config_files else 'none'}",
+        f"- config files: {', '.join(args.config_files) if args.config_files else 'none'}"
+        + (f"; TIGER and STREAM-Rec also {', '.join(args.generative_config_files)}"
+           if args.generative_config_files else ""),
         f"- extra overrides: {', '.join(args.extra) if args.extra else 'none'}",
-        "- configuration: " + ("**reduced / modified** (see the two lines above)" if args.config_files or args.extra
+        "- configuration: " + ("**reduced / modified** (see the two lines above)"
+                               if args.config_files or args.generative_config_files or args.extra
                                else "the paper's (properties/ defaults, no config files, no overrides)"),
         f"- command: `{meta['command']}`", "",
         summary_table(rows, column), "",
@@ -286,7 +298,7 @@ def _final_test(record: dict[str, Any]) -> float:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields = ["model", "run", "lr", *METRICS, "valid_ndcg@10", "paper_ndcg@10", "train_seconds",
+    fields = ["model", "key", "run", "lr", *METRICS, "valid_ndcg@10", "paper_ndcg@10", "train_seconds",
               "eval_users_per_second", "peak_rss_mb", "status"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -309,7 +321,8 @@ def write_chart(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace
         ax.scatter(*zip(*paper), marker="_", s=200, color="black", zorder=3, label="N@10 paper")
     ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=20, ha="right")
     ax.set_ylabel("test metric")
-    ax.set_title(f"{args.dataset}" + (f" — {args.label}" if args.label else ""), fontsize=10)
+    title = f"{args.dataset}" + (f" — {args.label}" if args.label else "")
+    ax.set_title(textwrap.fill(title, width=int(fig.get_figwidth() * 12)), fontsize=9, loc="left")
     ax.legend(fontsize=8, ncol=5)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -323,11 +336,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data_path", default=None, help="folder of datasets (default: the config's, dataset/)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default docs/results/<dataset>)")
     parser.add_argument("--config_files", default=None, help="YAML files, comma separated (e.g. properties/quick.yaml)")
-    parser.add_argument("--models", default="Caser,GRU4Rec,SASRec,BERT4Rec,TIGER,STREAMRec", help="comma separated")
+    parser.add_argument("--generative_config_files", default=None,
+                        help="YAML files for TIGER and STREAM-Rec only (e.g. properties/quick.yaml, so that the "
+                             "baselines keep their standard settings)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma separated")
     parser.add_argument("--lrs", default="1e-3,3e-3,5e-3", help="learning-rate grid of the baselines")
     parser.add_argument("--tune_generative", action="store_true", help="also grid-search TIGER and STREAM-Rec")
     parser.add_argument("--extra", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides passed to every run (e.g. epochs=5 eval_batch_size=512)")
+                        help="config overrides passed to every run (e.g. epochs=5 eval_batch_size=512); "
+                             "Model:key=value passes one to that model's runs only (e.g. STREAMRec:pt_epochs=6)")
     parser.add_argument("--label", default=None, help="text shown at the top of table.md (say 'reduced: …' here)")
     parser.add_argument("--paper_column", default=None, help="Instruments | Scientific (default: from --dataset)")
     parser.add_argument("--threads", type=int, default=None, help="OMP/MKL threads of each run (default: torch's)")
@@ -338,12 +355,19 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.out = args.out or ROOT / "docs" / "results" / args.dataset
     args.config_files = args.config_files.replace(",", " ").split() if args.config_files else []
+    args.generative_config_files = (args.generative_config_files.replace(",", " ").split()
+                                    if args.generative_config_files else [])
     args.models = [m for m in args.models.split(",") if m]
     args.lrs = [float(x) for x in args.lrs.split(",") if x]
     for kv in args.extra:
-        if "=" not in kv:
-            parser.error(f"--extra takes key=value, not {kv!r}")
-    if args.label is None and any(Path(f).name == "quick.yaml" for f in args.config_files):
+        scope, override = split_scope(kv)
+        if "=" not in override:
+            parser.error(f"--extra takes key=value or Model:key=value, not {kv!r}")
+        known = dict.fromkeys([*DEFAULT_MODELS.split(","), *args.models])  # a subset rerun keeps the full --extra
+        if scope is not None and scope not in known:
+            parser.error(f"--extra {kv!r}: {scope} is not a model ({', '.join(known)})")
+    if args.label is None and any(Path(f).name == "quick.yaml"
+                                  for f in args.config_files + args.generative_config_files):
         args.label = "reduced: properties/quick.yaml preset (small T5, few epochs), not the paper's configuration"
     return args
 
@@ -351,6 +375,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def check_settings(args: argparse.Namespace, meta_file: Path) -> dict[str, Any]:
     """``<out>/bench.json``: the settings that define the runs; a rerun must not change them."""
     settings = {"dataset": args.dataset, "config_files": args.config_files, "extra": args.extra}
+    if args.generative_config_files:  # absent from older bench.json files
+        settings["generative_config_files"] = args.generative_config_files
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"settings": settings}
     if meta["settings"] != settings:
         sys.exit(f"{meta_file} was made with {meta['settings']}, not {settings}: use another --out")
@@ -368,9 +394,13 @@ def stored_args(args: argparse.Namespace) -> argparse.Namespace:
         return args
     again = parse_args([a for a in stored if a != "--dry_run"] + ["--report_only"])
     again.out, again.argv = args.out, args.argv
-    if "--label" in args.argv or any(a.startswith("--label=") for a in args.argv):
+    if explicit_label(args.argv):
         again.label = args.label
     return again
+
+
+def explicit_label(argv: list[str]) -> bool:
+    return "--label" in argv or any(a.startswith("--label=") for a in argv)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -386,6 +416,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     meta = check_settings(args, args.out / "bench.json")
+    if explicit_label(args.argv):
+        meta["label"] = args.label  # kept: a later rerun or --report_only shows the same label
+    elif meta.get("label"):
+        args.label = meta["label"]
     (args.out / "bench.json").write_text(json.dumps(meta, indent=2))
     if not args.report_only:
         prepare(args, runs)

@@ -1,0 +1,104 @@
+"""bench/table2.py: which arguments each run of the plan receives (no run is started)."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def table2():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("table2_under_test", BENCH / "table2.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("table2_under_test", None)
+        sys.path.remove(str(BENCH))
+
+
+def plan_of(table2, *argv):
+    args = table2.parse_args(["--dataset", "ml-100k", "--out", "/tmp/t2-test", *argv])
+    return {s.name: s.args for s in table2.plan(args)}, args
+
+
+def test_baselines_get_the_grid_and_generative_models_their_own_rates(table2):
+    runs, _ = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3,5e-3")
+    assert set(runs) == {"SASRec-lr0.001", "SASRec-lr0.005", "TIGER", "STREAMRec"}
+    assert "--learning_rate=0.005" in runs["SASRec-lr0.005"]
+    assert not any(a.startswith("--learning_rate") for a in runs["TIGER"] + runs["STREAMRec"])
+    # checkpoints are named <model>-<dataset>-<tag>: no two runs may share one, or one would resume the other
+    names = [(a[0], next(x for x in a if x.startswith("--checkpoint_tag="))) for a in runs.values()]
+    assert len(set(names)) == len(names)
+
+
+def test_generative_config_files_and_scoped_overrides_reach_only_their_models(table2):
+    runs, args = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3",
+                         "--generative_config_files", "properties/quick.yaml",
+                         "--extra", "epochs=3", "STREAMRec:pt_epochs=2")
+    sasrec, tiger, streamrec = runs["SASRec-lr0.001"], runs["TIGER"], runs["STREAMRec"]
+    assert not any(a.startswith("--config_files") for a in sasrec)
+    assert "--config_files=properties/quick.yaml" in tiger and "--config_files=properties/quick.yaml" in streamrec
+    assert all("--epochs=3" in r for r in (sasrec, tiger, streamrec))
+    assert "--pt_epochs=2" in streamrec and "--pt_epochs=2" not in tiger + sasrec
+    assert args.label and "reduced" in args.label  # the quick preset labels the table by default
+
+
+def test_a_scoped_override_must_name_a_model(table2, capsys):
+    with pytest.raises(SystemExit):
+        plan_of(table2, "--models", "SASRec", "--extra", "Tiger:epochs=3")
+    assert "Tiger is not a model" in capsys.readouterr().err
+    # a rerun of some of the models keeps the full command's overrides; those of absent models are unused
+    runs, _ = plan_of(table2, "--models", "SASRec", "--lrs", "1e-3", "--extra", "TIGER:epochs=3")
+    assert "--epochs=3" not in runs["SASRec-lr0.001"]
+    with pytest.raises(SystemExit):
+        plan_of(table2, "--extra", "epochs")
+    assert "key=value" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def readme_tables():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("readme_tables_under_test", BENCH / "readme_tables.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def fake_results(folder, ndcg):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.json").write_text('{"settings": {"dataset": "amazon2023-instruments"}, "command": "python x"}')
+    (folder / "table.md").write_text("# Table 2\n\n**reduced: a test**\n")
+    (folder / "table.csv").write_text(
+        "model,key,run,lr,recall@5,recall@10,ndcg@5,ndcg@10,valid_ndcg@10,paper_ndcg@10,train_seconds,"
+        "eval_users_per_second,peak_rss_mb,status\n"
+        f"SASRec,SASRec,SASRec-lr0.001,0.001,0.01,0.02,0.005,{ndcg},0.02,0.0286,95,1000,800,ok\n"
+        "STREAM-Rec (RL),STREAMRec-RL,STREAMRec,,,,,,,,,,,not finished\n")
+
+
+def test_readme_block_puts_our_numbers_beside_the_papers_and_detects_drift(readme_tables, tmp_path):
+    folder, readme = tmp_path / "instruments", tmp_path / "README.md"
+    fake_results(folder, 0.0123)
+    readme.write_text(f"intro\n\n{readme_tables.BEGIN}\nstale table\n{readme_tables.END}\n\noutro\n")
+    assert readme_tables.main([str(folder), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro") and text.rstrip().endswith("outro") and "stale table" not in text
+    sasrec = next(line for line in text.splitlines() if line.startswith("| SASRec"))
+    assert [c.strip() for c in sasrec.split("|")[1:-1]] == ["SASRec", "0.0200", "0.0123", "0.0556", "0.0286", "1m35s"]
+    assert "| STREAM-Rec (RL) | — | — | 0.0608 | 0.0329 | not finished |" in text
+    assert "**reduced: a test**" in text
+    assert readme_tables.main(["--check", "--readme", str(readme)]) == 0
+    fake_results(folder, 0.0456)  # a rerun changed the numbers; the README was not regenerated
+    assert readme_tables.main(["--check", "--readme", str(readme)]) == 1
+
+
+def test_the_committed_readme_matches_the_committed_results(readme_tables):
+    assert readme_tables.main(["--check"]) == 0, "run: python bench/readme_tables.py"
