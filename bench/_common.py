@@ -245,7 +245,7 @@ def child_time_eval() -> None:
 
     from recbole_streamrec.config import Config
     from recbole_streamrec.quick_start import load_data
-    from recbole_streamrec.trainer.checkpoint import checkpoint_name, load_checkpoint
+    from recbole_streamrec.trainer.checkpoint import checkpoint_name, load_checkpoint, restore_model
     from recbole_streamrec.utils import get_model, get_trainer
 
     cli, _ = _child_parser().parse_known_args(sys.argv[1:])
@@ -260,7 +260,7 @@ def child_time_eval() -> None:
     passes = {}
     for stage in stages:
         path = checkpoint_name(config, f"-{stage}") if stage else trainer.saved_model_file
-        model.load_state_dict(load_checkpoint(path, config["device"])["state_dict"])
+        restore_model(model, load_checkpoint(path, config["device"]))
         if stage:
             model.set_stage(stage)
         start = time.perf_counter()

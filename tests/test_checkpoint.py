@@ -12,7 +12,8 @@ from recbole.utils import init_seed
 
 from recbole_streamrec.utils import get_model, get_trainer
 
-KEYS = {"model", "dataset", "epoch", "cur_step", "best_valid_score", "best_valid_result", "state_dict", "optimizer"}
+KEYS = {"model", "dataset", "epoch", "cur_step", "best_valid_score", "best_valid_result", "state_dict", "optimizer",
+        "other_parameter"}
 
 
 class Stop(Exception):
@@ -108,3 +109,15 @@ def test_baselines_write_weights_only_checkpoints(make_config, tiny_data, tmp_pa
     assert resumed.start_epoch == 2, "resuming a finished run trains nothing more"
     resumed.fit(train, valid, saved=True, show_progress=False)
     assert epochs == [0, 1]
+
+
+def test_a_fresh_trainer_evaluates_a_checkpoint_of_a_model_with_other_parameters(make_config, tiny_data, tmp_path):
+    """Pop keeps ``max_cnt`` outside its state dict; the checkpoint must carry it (as RecBole's does)."""
+    _, _, train, valid, _ = tiny_data
+    config = make_config("Pop", epochs=1, checkpoint_dir=str(tmp_path))
+    trainer = new_trainer(config, train)
+    trainer.fit(train, valid, saved=True, show_progress=False)
+    expected = trainer.evaluate(valid, load_best_model=True)
+    fresh = new_trainer(config, train)  # as --eval_only or bench/table2.py's timed pass do: nothing trained here
+    assert fresh.model.max_cnt is None
+    assert fresh.evaluate(valid, load_best_model=True) == expected

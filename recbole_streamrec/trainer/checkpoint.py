@@ -46,6 +46,8 @@ class SafeCheckpointMixin:
             "cur_step": self.cur_step, "best_valid_score": float(self.best_valid_score),
             "best_valid_result": plain_results(self.best_valid_result),
             "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            # what a model keeps outside its state dict (e.g. Pop's max_cnt), as RecBole's own checkpoints do
+            "other_parameter": self.model.other_parameter(),
         }
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -80,7 +82,7 @@ class SafeCheckpointMixin:
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint["best_valid_result"]
-        self.model.load_state_dict(checkpoint["state_dict"])
+        restore_model(self.model, checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
 
@@ -88,9 +90,16 @@ class SafeCheckpointMixin:
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
             path = model_file or self.saved_model_file
-            self.model.load_state_dict(load_checkpoint(path, self.device)["state_dict"])
+            restore_model(self.model, load_checkpoint(path, self.device))
             self.logger.info(f"Loading model structure and parameters from {path}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def restore_model(model: torch.nn.Module, checkpoint: dict) -> None:
+    """Load a checkpoint's weights and the attributes RecBole keeps beside them (``other_parameter``)."""
+    model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint.get("other_parameter") is not None:
+        model.load_other_parameter(checkpoint["other_parameter"])
 
 
 def save_checkpoint(state: dict, path: str) -> None:
