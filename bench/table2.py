@@ -354,22 +354,26 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.out = args.out or ROOT / "docs" / "results" / args.dataset
-    args.config_files = args.config_files.replace(",", " ").split() if args.config_files else []
-    args.generative_config_files = (args.generative_config_files.replace(",", " ").split()
-                                    if args.generative_config_files else [])
+    args.config_files = file_list(args.config_files)
+    args.generative_config_files = file_list(args.generative_config_files)
     args.models = [m for m in args.models.split(",") if m]
     args.lrs = [float(x) for x in args.lrs.split(",") if x]
+    known = dict.fromkeys([*DEFAULT_MODELS.split(","), *args.models])  # a subset rerun keeps the full --extra
     for kv in args.extra:
         scope, override = split_scope(kv)
         if "=" not in override:
             parser.error(f"--extra takes key=value or Model:key=value, not {kv!r}")
-        known = dict.fromkeys([*DEFAULT_MODELS.split(","), *args.models])  # a subset rerun keeps the full --extra
         if scope is not None and scope not in known:
             parser.error(f"--extra {kv!r}: {scope} is not a model ({', '.join(known)})")
     if args.label is None and any(Path(f).name == "quick.yaml"
                                   for f in args.config_files + args.generative_config_files):
         args.label = "reduced: properties/quick.yaml preset (small T5, few epochs), not the paper's configuration"
     return args
+
+
+def file_list(value: Optional[str]) -> list[str]:
+    """``a.yaml,b.yaml`` (or space separated) → ``["a.yaml", "b.yaml"]``; nothing → ``[]``."""
+    return value.replace(",", " ").split() if value else []
 
 
 def check_settings(args: argparse.Namespace, meta_file: Path) -> dict[str, Any]:

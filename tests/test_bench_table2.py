@@ -8,18 +8,23 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-@pytest.fixture(scope="module")
-def table2():
+def bench_script(name: str):
+    """Import ``bench/<name>.py`` (bench/ is not a package) for the duration of a module's tests."""
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location("table2_under_test", BENCH / "table2.py")
+        spec = importlib.util.spec_from_file_location(f"{name}_under_test", BENCH / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         yield module
     finally:
-        sys.modules.pop("table2_under_test", None)
+        sys.modules.pop(f"{name}_under_test", None)
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def table2():
+    yield from bench_script("table2")
 
 
 def plan_of(table2, *argv):
@@ -63,14 +68,7 @@ def test_a_scoped_override_must_name_a_model(table2, capsys):
 
 @pytest.fixture(scope="module")
 def readme_tables():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("readme_tables_under_test", BENCH / "readme_tables.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from bench_script("readme_tables")
 
 
 def fake_results(folder, ndcg):

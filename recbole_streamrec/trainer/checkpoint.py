@@ -76,7 +76,8 @@ class SafeCheckpointMixin:
         if checkpoint["model"] != self.config["model"]:
             raise ValueError(f"{resume_file} holds a {checkpoint['model']} model, not {self.config['model']}")
         if checkpoint.get("finished") and os.path.isfile(self.saved_model_file):
-            checkpoint["state_dict"] = load_checkpoint(self.saved_model_file, self.device)["state_dict"]
+            best = load_checkpoint(self.saved_model_file, self.device)
+            checkpoint.update(state_dict=best["state_dict"], other_parameter=best.get("other_parameter"))
             self.logger.info(f"{resume_file}: that run had finished; keeping its best model")
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
