@@ -241,31 +241,39 @@ def read_meta(
     return rows
 
 
-def _write_atomic(frame: pd.DataFrame, header: list[str], path: Path) -> None:
-    """Write ``frame`` as a tab-separated atomic file via a temporary file, then rename it.
+def _write_all(files: dict[Path, tuple[pd.DataFrame, list[str]]]) -> None:
+    """Write each ``path: (frame, header)`` as a tab-separated atomic file, all or nothing.
 
-    Fields are written bare (no csv quoting): ids and cleaned text hold no tab, line break or ``"``.
+    Every file goes to a temporary name first; only when all are written are they renamed, so a failure
+    leaves the dataset's old files as they were. Fields are written bare (no csv quoting): ids and cleaned
+    text hold no tab, line break or ``"``.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(
-        tmp, sep="\t", header=header, index=False, lineterminator="\n",
-        quoting=csv.QUOTE_NONE, encoding="utf-8",
-    )
-    tmp.replace(path)
+    tmps = {path: path.with_name(path.name + ".tmp") for path in files}
+    try:
+        for path, (frame, header) in files.items():
+            frame.to_csv(
+                tmps[path], sep="\t", header=header, index=False, lineterminator="\n",
+                quoting=csv.QUOTE_NONE, encoding="utf-8",
+            )
+        for path, tmp in tmps.items():
+            tmp.replace(path)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
 
 
-def write_item_file(
-    item_order: np.ndarray, meta: dict[str, tuple[str, str, str, str]], path: Path
-) -> int:
-    """Write ``name.item`` for ``item_order``; items absent from ``meta`` get empty text fields.
+def item_frame(
+    item_order: np.ndarray, meta: dict[str, tuple[str, str, str, str]]
+) -> tuple[pd.DataFrame, int]:
+    """The ``name.item`` rows for ``item_order``; items absent from ``meta`` get empty text fields.
 
     Returns:
-        The number of items without a meta row.
+        ``(frame, number of items without a meta row)``.
     """
     empty = ("", "", "", "")
     rows = [(item, *meta.get(item, empty)) for item in item_order]
-    _write_atomic(pd.DataFrame(rows, columns=ITEM_HEADER, dtype=object), ITEM_HEADER, path)
-    return sum(1 for item in item_order if item not in meta)
+    missing = sum(1 for item in item_order if item not in meta)
+    return pd.DataFrame(rows, columns=ITEM_HEADER, dtype=object), missing
 
 
 def _check_args(name: str, k_core: int, max_text_chars: int) -> None:
@@ -309,19 +317,18 @@ def _interactions(
 
 
 def _convert_meta(
-    meta_path: str | Path, item_order: np.ndarray, path: Path, max_text_chars: int,
-    log: logging.Logger,
-) -> int:
-    """Write the ``.item`` file for ``item_order``; return (and warn about) items without meta."""
+    meta_path: str | Path, item_order: np.ndarray, max_text_chars: int, log: logging.Logger,
+) -> tuple[pd.DataFrame, int]:
+    """The ``.item`` rows for ``item_order`` and (with a warning) the number of items without meta."""
     meta = read_meta(meta_path, set(item_order), max_text_chars)
-    missing = write_item_file(item_order, meta, path)
+    frame, missing = item_frame(item_order, meta)
     if missing:
         examples = ", ".join([item for item in item_order if item not in meta][:5])
         log.warning(
             "%d of %d items have no row in %s; their text fields are empty (e.g. %s)",
             missing, len(item_order), meta_path, examples,
         )
-    return missing
+    return frame, missing
 
 
 def convert_amazon2023(
@@ -356,15 +363,16 @@ def convert_amazon2023(
     inter, n_dup = _interactions(reviews_path, k_core, log)
 
     folder = Path(out_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(inter, INTER_HEADER, folder / f"{name}.inter")
+    files = {folder / f"{name}.inter": (inter, INTER_HEADER)}
     item_order = pd.unique(inter["item_id"])
     items_without_meta = 0
-    if meta_path is not None:
-        item_path = folder / f"{name}.item"
-        items_without_meta = _convert_meta(meta_path, item_order, item_path, max_text_chars, log)
+    if meta_path is not None:  # read (and fail) before any file is written
+        item_rows, items_without_meta = _convert_meta(meta_path, item_order, max_text_chars, log)
+        files[folder / f"{name}.item"] = (item_rows, ITEM_HEADER)
     elif (folder / f"{name}.item").exists():
         log.warning("no meta file given; the old %s is left as it was", folder / f"{name}.item")
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_all(files)
     stats = ConversionStats(
         users=int(inter["user_id"].nunique()),
         items=len(item_order),

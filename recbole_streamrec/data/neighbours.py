@@ -8,7 +8,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from recbole_streamrec.data.item_vectors import cache_path, item_vectors
+from recbole_streamrec.data.cache import cache_path, dataset_inputs, explain_miss, load_cached, save_cached
+from recbole_streamrec.data.item_vectors import item_vectors
+from recbole_streamrec.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +38,17 @@ def cosine_top_k(vectors: np.ndarray, k: int, *, chunk: int = 2048) -> np.ndarra
 def item_neighbours(config: Mapping[str, Any], train_dataset, k: int) -> np.ndarray:
     """Cached neighbour table ``[n_items, k]`` over the same item vectors as the tokenizer."""
     vectors, source = item_vectors(config, train_dataset)
-    spec = {"vectors": source, "shape": list(vectors.shape), "sum": round(float(np.abs(vectors).sum()), 3), "k": k}
+    if k > vectors.shape[0] - 2:
+        raise UserError(f"dataset {config['dataset']} has {vectors.shape[0] - 1} items, too few for {k} neighbours "
+                        "per item: pt_neighbours, dpo_negative_pool and rl_hard_negatives must stay below it")
+    spec = {"vectors": source, "shape": list(vectors.shape), "sum": round(float(np.abs(vectors).sum()), 3), "k": k,
+            "inputs": dataset_inputs(config, ("inter", "item") if source == "text" else ("inter",))}
     path = cache_path(config, "neighbours", spec, ".npy")
-    if path.is_file():
-        logger.info(f"reusing cached neighbour table {path}")
-        return np.load(path, allow_pickle=False)
+    cached = load_cached(path, lambda p: np.load(p, allow_pickle=False), "neighbour table")
+    if cached is not None:
+        return cached
+    explain_miss(path, spec, "neighbour table")
     table = cosine_top_k(vectors, k)
-    np.save(path, table)
+    save_cached(path, spec, table)
     logger.info(f"saved neighbour table {table.shape} to {path}")
     return table

@@ -7,13 +7,14 @@ the same dataset and settings reuses the same codes.
 
 from __future__ import annotations
 
-import json
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from recbole_streamrec.data.item_vectors import cache_path, item_vectors
+from recbole_streamrec.data.cache import cache_path, dataset_inputs, explain_miss, load_cached, save_cached
+from recbole_streamrec.data.item_vectors import item_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +22,22 @@ RQVAE_KEYS = ("rqvae_epochs", "rqvae_batch_size", "rqvae_lr", "rqvae_hidden_dims
               "rqvae_levels", "codebook_size", "rqvae_beta", "seed")
 
 
+def _load_codes(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        return archive["codes"]
+
+
 def semantic_ids(config: Mapping[str, Any], train_dataset) -> np.ndarray:
     """Codes ``[n_items, rqvae_levels + 1]`` (row 0 = padding, zeros); every item's tuple is unique."""
     vectors, source = item_vectors(config, train_dataset)
     spec = {"vectors": source, "vector_shape": list(vectors.shape),
-            "vector_sum": round(float(np.abs(vectors).sum()), 3), **{k: config[k] for k in RQVAE_KEYS}}
+            "vector_sum": round(float(np.abs(vectors).sum()), 3), **{k: config[k] for k in RQVAE_KEYS},
+            "inputs": dataset_inputs(config, ("inter", "item") if source == "text" else ("inter",))}
     path = cache_path(config, "semantic_ids", spec, ".npz")
-    if path.is_file():
-        logger.info(f"reusing cached semantic IDs {path}")
-        return np.load(path, allow_pickle=False)["codes"]
+    cached = load_cached(path, _load_codes, "semantic IDs")
+    if cached is not None:
+        return cached
+    explain_miss(path, spec, "semantic IDs")
     from recbole_streamrec.tokenizer.rqvae import train_rqvae
 
     logger.info(f"training the RQ-VAE tokenizer on {vectors.shape[0] - 1} {source} item vectors")
@@ -42,7 +50,6 @@ def semantic_ids(config: Mapping[str, Any], train_dataset) -> np.ndarray:
     logger.info("RQ-VAE report:\n" + report.summary())
     out = np.zeros((vectors.shape[0], codes.shape[1]), dtype=np.int64)
     out[1:] = codes
-    np.savez(path, codes=out)
-    path.with_suffix(".json").write_text(json.dumps({**spec, "report": report.__dict__}, indent=2, default=str))
+    save_cached(path, spec, out, {"report": report.__dict__})
     logger.info(f"saved semantic IDs {out.shape} to {path}")
     return out

@@ -105,16 +105,40 @@ def restore_model(model: torch.nn.Module, checkpoint: dict) -> None:
 
 def save_checkpoint(state: dict, path: str) -> None:
     """Write ``state`` to ``path`` through a temporary file: never a half-written checkpoint behind."""
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_checkpoint(path: str, device: Any = "cpu") -> dict:
-    """Load one of our checkpoints; nothing but tensors and plain values is unpickled."""
+    """Load one of our checkpoints; nothing but tensors and plain values is unpickled.
+
+    A missing, truncated, corrupt or unsafe file is a one-line :class:`~recbole_streamrec.errors.UserError`
+    naming ``path``.
+    """
+    import pickle
+
+    from recbole_streamrec.errors import MissingFileError, UserError
+
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=device, weights_only=True)
+        raise MissingFileError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise UserError(f"{path}: refused: the checkpoint holds pickled objects, not only tensors and plain "
+                            "values (compat.load_legacy_checkpoint opens a RecBole file you trust)") from err
+        failure: Exception = err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        failure = err
+    reason = (str(failure).splitlines() or [type(failure).__name__])[0].split(". ")[0]
+    raise UserError(f"{path}: not a readable checkpoint, truncated or corrupt (torch: {reason}); "
+                    "if a killed run left it so, delete it and rerun") from failure
 
 
 def with_safe_checkpoints(trainer_class: type) -> type:
