@@ -11,14 +11,20 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_streamrec.config import Config
+from recbole_streamrec.data.atomic_files import check_atomic_files, check_split
+from recbole_streamrec.data.batching import bucketed
+from recbole_streamrec.trainer.recipe import apply_precision, apply_threads
 from recbole_streamrec.utils import get_model, get_trainer
 
 
 def load_data(config: Config):
-    """RecBole's own dataset loading and leave-one-out split."""
+    """RecBole's own dataset loading and leave-one-out split (training batches length-bucketed where configured)."""
+    check_atomic_files(config)  # bad rows and headers: one line naming the file and line, before RecBole reads it
     dataset = create_dataset(config)
     getLogger().info(dataset)
-    return dataset, *data_preparation(config, dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_split(config, dataset, train_data, valid_data, test_data)
+    return dataset, bucketed(config, train_data), valid_data, test_data
 
 
 def run(
@@ -41,6 +47,9 @@ def run(
     logging.getLogger("recbole_streamrec").setLevel(logging.INFO)
     logger = getLogger()
     logger.info(config)
+    logger.info(apply_threads(config["threads"]))
+    if config["precision"] is not None:  # the generative models' key; baselines keep RecBole's enable_amp
+        logger.info(apply_precision(config))
     _, train_data, valid_data, test_data = load_data(config)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

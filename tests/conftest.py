@@ -24,13 +24,15 @@ DATASET = "tiny"
 # Keys of every test run (TIGER and baselines alike): small, quiet, CPU, one epoch.
 BASE_OVERRIDES: dict[str, Any] = {
     "epochs": 1, "train_batch_size": 64, "eval_batch_size": 64, "show_progress": False, "state": "ERROR",
-    "use_gpu": False, "seed": 2020, "reproducibility": True,
+    "use_gpu": False, "seed": 2020, "reproducibility": True, "threads": 1,
 }
 # Generative models only: a tiny T5 and a tiny tokenizer over collaborative item vectors (no text encoder).
 GENERATIVE_OVERRIDES: dict[str, Any] = {
     "d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 2, "num_layers": 1, "num_decoder_layers": 1,
     "dropout_rate": 0.0, "codebook_size": 16, "rqvae_epochs": 30, "rqvae_hidden_dims": [32, 16],
     "rqvae_latent_dim": 8, "beam_size": 10, "item_vector_source": "collaborative", "cf_epochs": 2,
+    # fp32 and a flat learning rate: these runs are a few dozen steps, shorter than the default warm-up
+    "precision": "fp32", "lr_schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0,
 }
 
 

@@ -14,6 +14,7 @@ from recbole_streamrec.utils import get_model, get_trainer
 
 KEYS = {"model", "dataset", "epoch", "cur_step", "best_valid_score", "best_valid_result", "state_dict", "optimizer",
         "other_parameter"}
+SCHEDULED = {"TIGER", "STREAMRec"}  # their trainers also keep the learning-rate schedule's position
 
 
 class Stop(Exception):
@@ -51,7 +52,8 @@ def new_trainer(config, train) -> Any:
 
 def load_weights_only(path: str) -> dict:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # raises on any pickled object
-    assert set(checkpoint) - {"finished"} == KEYS, set(checkpoint)
+    expected = KEYS | ({"scheduler"} if checkpoint["model"] in SCHEDULED else set())
+    assert set(checkpoint) - {"finished"} == expected, set(checkpoint)
     return checkpoint
 
 

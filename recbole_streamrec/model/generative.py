@@ -58,6 +58,7 @@ class GenerativeRecommender(SequentialRecommender):
         self.trie = PrefixTrie(codes.numpy(), codebook_size=self.codebook_size)
         self.t5 = build_t5(config, self.n_codes)
         self.d_model = config["d_model"]
+        self.full_padding = False  # True pads every history to MAX_ITEM_LIST_LENGTH (the old path; benchmarks, tests)
 
     def _tokens_of(self, codes: Tensor) -> Tensor:
         tokens = codes_to_tokens(codes, codebook_size=self.codebook_size)
@@ -73,9 +74,18 @@ class GenerativeRecommender(SequentialRecommender):
 
     # ---- encoder side -------------------------------------------------------------------------------
     def history_tokens(self, item_seq: Tensor, item_seq_len: Tensor) -> tuple[Tensor, Tensor]:
-        """``[B, L]`` left-aligned item ids → encoder ids ``[B, L·m + 1]`` (codes then EOS) and mask."""
-        batch, length = item_seq.shape
-        tokens = self.item_tokens[item_seq].reshape(batch, length * self.n_codes)  # [B, L·m]
+        """``[B, L]`` left-aligned item ids → encoder ids ``[B, L'·m + 1]`` (codes then EOS) and mask.
+
+        ``L'`` is the longest history in the batch, not ``MAX_ITEM_LIST_LENGTH``: T5's attention masks padded
+        keys and its position bias is relative, so trailing padding changes nothing but the cost.
+        """
+        # histories are left-aligned: cut the batch to its longest one, so no work is spent on padding
+        length = item_seq.shape[1]
+        if not self.full_padding and item_seq_len.numel():
+            length = max(int(item_seq_len.max()), 1)
+        item_seq = item_seq[:, :length]  # [B, L'], L' = longest history in the batch
+        batch = item_seq.shape[0]
+        tokens = self.item_tokens[item_seq].reshape(batch, length * self.n_codes)  # [B, L'·m]
         ids = torch.cat([tokens, tokens.new_full((batch, 1), PAD)], dim=1)
         ids.scatter_(1, (item_seq_len * self.n_codes).unsqueeze(1), EOS)
         return ids, (ids != PAD).long()
@@ -88,10 +98,16 @@ class GenerativeRecommender(SequentialRecommender):
 
     # ---- decoder side -------------------------------------------------------------------------------
     def logits(self, hidden: Tensor) -> Tensor:
-        """Decoder states ``[..., d]`` → vocabulary logits ``[..., V]`` through the tied output layer."""
-        if self.t5.config.scale_decoder_outputs:
-            hidden = hidden * self.d_model**-0.5  # T5's rescaling for tied embeddings
-        return self.t5.lm_head(hidden)
+        """Decoder states ``[..., d]`` → fp32 vocabulary logits ``[..., V]`` through the tied output layer.
+
+        The output layer runs outside autocast, so every loss and score is computed from fp32 logits even when
+        the T5 blocks run in bf16 (it is one ``d × V`` matrix: a small share of a step).
+        """
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            hidden = hidden.float()
+            if self.t5.config.scale_decoder_outputs:
+                hidden = hidden * self.d_model**-0.5  # T5's rescaling for tied embeddings
+            return F.linear(hidden, self.t5.lm_head.weight.float())
 
     def target_tokens(self, items: Tensor) -> Tensor:
         """``[...]`` item ids → ``[..., m]`` code tokens."""
