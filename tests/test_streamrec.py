@@ -114,13 +114,15 @@ def iterative_inference_by_hand(model: STREAMRec, batch) -> dict[str, Tensor]:
     table = model.t5.shared.weight  # E, [V, d]
     code_ids = torch.arange(FIRST_CODE, table.shape[0])  # ℂ: every code token of every level
     target = table[model.item_tokens[batch[model.POS_ITEM_ID]]].mean(dim=1)  # t = mean_j E[codes_j], [B, d]
+    target = model.code_scale * target  # m·t with state_head: codes (SPEC §5b: one scale with the codes)
     seq = torch.full((target.shape[0], 1), PAD, dtype=torch.long)
-    d_sum, tokens, states, residuals = 0, [], [], []
+    d_sum, code_sum, tokens, states, residuals = 0, torch.zeros_like(target), [], [], []
     for i in range(model.n_reasoning + 1):
         hidden = model.t5.decoder(input_ids=seq, encoder_hidden_states=enc,
                                   encoder_attention_mask=mask).last_hidden_state  # [B, i+1, d]
         d_sum = d_sum + hidden[:, -1]  # Σ_{j≤i} d_j
-        states.append(model.mlp_s(d_sum))  # s_i
+        # s_i = Σ_{j≤i} E_{o_j} + MLP_s(Σ_{j≤i} d_j) with state_head: codes (SPEC §5b), MLP_s(Σ d_j) otherwise
+        states.append(model.mlp_s(d_sum) + (code_sum if model.state_head == "codes" else 0))
         if i == model.n_reasoning:
             break
         r = model.mlp_r(target - states[-1])  # r_{i+1} = MLP_r(t − s_i)
@@ -128,6 +130,7 @@ def iterative_inference_by_hand(model: STREAMRec, batch) -> dict[str, Tensor]:
         token = code_ids[dist.argmin(dim=1)]  # o_{i+1}
         residuals.append(r)
         tokens.append(token)
+        code_sum = code_sum + table[token]
         seq = torch.cat([seq, token.unsqueeze(1)], dim=1)
     return {"tokens": torch.stack(tokens, 1), "states": torch.stack(states, 1),
             "residuals": torch.stack(residuals, 1), "target": target}
@@ -508,12 +511,13 @@ def rl_setup(make_stream, train_rows) -> tuple[STREAMRec, GRPOConfig, Interactio
     return model, GRPOConfig.from_config(config), train_rows[:16]
 
 
-@pytest.mark.parametrize("constrained", [True, False])
-def test_rollout_tokens_and_mean_state(rl_setup, constrained: bool) -> None:
+@pytest.mark.parametrize("decoding", ["trie", "level", "free"])
+def test_rollout_tokens_and_mean_state(rl_setup, decoding: str) -> None:
     model, _, batch = rl_setup
     enc, mask = model.encode(batch)
     torch.manual_seed(0)
-    tokens, mean_state = model.rollout(enc, mask, G, constrained=constrained)
+    tokens, mean_state = model.rollout(enc, mask, G, item_decoding=decoding)
+    constrained = decoding == "trie"
     n, l, k = batch[model.ITEM_SEQ].shape[0] * G, model.n_reasoning, model.codebook_size
     assert tokens.shape == (n, l + M) and mean_state.shape == (n, model.d_model)
     assert ((tokens >= FIRST_CODE) & (tokens < FIRST_CODE + M * k)).all(), "everything is sampled from ℂ"
@@ -522,6 +526,9 @@ def test_rollout_tokens_and_mean_state(rl_setup, constrained: bool) -> None:
         assert (items > 0).all(), "with the trie every rollout ends on a real item"
     else:
         assert (items == 0).any(), "free item tokens must be able to miss (the format reward's case)"
+    level = (tokens[:, l:] - FIRST_CODE) // k  # [n, m] the level each item token belongs to
+    on_level = (level == torch.arange(M)).all(dim=1)
+    assert on_level.all() if decoding != "free" else not on_level.all(), "level decoding keeps tokens on their level"
     # the mean state is the mean of the decoder states that produced the l + m tokens
     hidden = model.decode_hidden(model.t5.decoder, tokens, enc.repeat_interleave(G, 0), mask.repeat_interleave(G, 0))
     torch.testing.assert_close(mean_state, hidden.mean(dim=1), atol=1e-5, rtol=1e-5)
@@ -546,9 +553,10 @@ def test_candidate_logp_equals_teacher_forced_item_logp(rl_setup) -> None:
 def test_rollout_rewards_and_group_advantages(rl_setup) -> None:
     model, cfg, batch = rl_setup
     b, l, k = batch[model.ITEM_SEQ].shape[0], model.n_reasoning, model.codebook_size
-    for constrained in (False, True):
+    for decoding in ("free", "level", "trie"):
+        constrained = decoding == "trie"
         torch.manual_seed(0)
-        tokens, advantages, rewards = rollout_rewards(model, batch, dataclasses.replace(cfg, constrained=constrained))
+        tokens, advantages, rewards = rollout_rewards(model, batch, dataclasses.replace(cfg, item_decoding=decoding))
         assert tokens.shape == (b * G, l + M) and advantages.shape == (b * G,)
         assert set(rewards) == {*REWARD_NAMES, "total"}
         assert all(r.shape == (b * G,) and torch.isfinite(r).all() for r in rewards.values())

@@ -89,40 +89,52 @@ def dpo_loss(
     return -F.logsigmoid(beta * margin).mean()
 
 
-def quantization_loss(residuals: Tensor, codewords: Tensor, *, beta: float = 0.25) -> Tensor:
+def quantization_loss(
+    residuals: Tensor, codewords: Tensor, *, beta: float = 0.25, update_codebook: bool = True
+) -> Tensor:
     """``L_Quant = Σ_j ‖sg[r_j] − e_j‖² + β ‖r_j − sg[e_j]‖²`` (SPEC §5; the paper's leading minus is a typo).
 
     The first term moves the codeword toward the residual, the second (commitment, weight β) moves the
     residual toward its codeword. Gradients: ``∂L/∂r = 2β(r − e)/B`` and ``∂L/∂e = 2(e − r)/B``.
+    With ``update_codebook=False`` (SPEC §5b: E is the token table, L_Quant must not drag its rows toward
+    the residuals) the codebook term keeps its value but has no gradient: ``∂L/∂e = 0``.
 
     Args:
         residuals: ``[B, l, d]`` ``r_j = MLP_r(t − s_{j−1})``.
         codewords: ``[B, l, d]`` ``E_{o_j}``, the chosen reasoning-token embeddings.
         beta: commitment weight β.
+        update_codebook: whether the codebook term moves ``codewords``.
 
     Returns:
         ``[]``: squared L2 summed over d, summed over the l steps, averaged over the batch.
     """
-    codebook = (residuals.detach() - codewords).pow(2).sum(dim=-1)  # [B, l]
+    moving = codewords if update_codebook else codewords.detach()
+    codebook = (residuals.detach() - moving).pow(2).sum(dim=-1)  # [B, l]
     commitment = (residuals - codewords.detach()).pow(2).sum(dim=-1)  # [B, l]
     return (codebook + beta * commitment).sum(dim=-1).mean()
 
 
-def info_nce(queries: Tensor, keys: Tensor, *, temperature: float = 0.1) -> Tensor:
+def info_nce(queries: Tensor, keys: Tensor, *, temperature: float = 0.1, similarity: str = "cosine") -> Tensor:
     """InfoNCE with in-batch negatives: row b's positive is ``keys[b]``, the other rows are its negatives.
 
-    Similarities are cosines (both sides L2-normalised) divided by τ. The loss is one-directional
-    (queries → keys), which is what ``L_State`` needs: states are scored against the batch's targets.
+    Similarities are cosines (both sides L2-normalised, ``similarity="cosine"``) or raw dot products
+    (``"dot"``, the paper's eq. 14), divided by τ. The loss is one-directional (queries → keys), which is
+    what ``L_State`` needs: states are scored against the batch's targets.
 
     Args:
         queries: ``[B, d]`` (states ``s_{·,j}``).
         keys: ``[B, d]`` (target representations ``t``).
-        temperature: τ.
+        temperature: τ (pass 1 for the paper's raw dot product).
+        similarity: ``cosine`` | ``dot``.
 
     Returns:
         ``[]`` cross-entropy averaged over the batch.
     """
-    sims = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T / temperature  # [B, B]
+    if similarity == "cosine":
+        queries, keys = F.normalize(queries, dim=-1), F.normalize(keys, dim=-1)
+    elif similarity != "dot":
+        raise ValueError(f"similarity must be 'cosine' or 'dot', not {similarity!r}")
+    sims = queries @ keys.T / temperature  # [B, B]
     positives = torch.arange(sims.shape[0], device=sims.device)
     return F.cross_entropy(sims, positives)
 
@@ -141,7 +153,8 @@ def default_step_weights(
 
 
 def state_contrastive_loss(
-    states: Tensor, targets: Tensor, *, temperature: float = 0.1, weights: Tensor | None = None
+    states: Tensor, targets: Tensor, *, temperature: float = 0.1, weights: Tensor | None = None,
+    similarity: str = "cosine",
 ) -> Tensor:
     """``L_State = Σ_j w_j · InfoNCE(s_{·,j}, t_·)`` (SPEC §5 stage 2).
 
@@ -154,6 +167,7 @@ def state_contrastive_loss(
         targets: ``[B, d]`` target representations ``t`` (mean of the target's code embeddings).
         temperature: τ of each InfoNCE.
         weights: ``[l]`` step weights; default :func:`default_step_weights`.
+        similarity: ``cosine`` | ``dot`` (see :func:`info_nce`).
 
     Returns:
         ``[]`` scalar.
@@ -165,6 +179,6 @@ def state_contrastive_loss(
         raise ValueError(f"weights must have shape ({n_steps},), got {tuple(weights.shape)}")
     weights = weights.to(device=states.device, dtype=states.dtype)
     per_step = torch.stack(
-        [info_nce(states[:, j], targets, temperature=temperature) for j in range(n_steps)]
+        [info_nce(states[:, j], targets, temperature=temperature, similarity=similarity) for j in range(n_steps)]
     )  # [l]
     return (weights * per_step).sum()

@@ -149,6 +149,27 @@ def group_advantages(rewards: Tensor, *, eps: float = 1e-4) -> Tensor:
     return (rewards - mean) / (std + eps)
 
 
+def reward_statistics(rewards: Mapping[str, Tensor], group: int) -> dict[str, float]:
+    """Each reward's mean over the rollouts and its mean *within-group* standard deviation.
+
+    The within-group std (Bessel-corrected, as :func:`group_advantages` uses) is what the advantage sees:
+    a reward whose std is 0 in every group carries no learning signal, however large its mean.
+
+    Args:
+        rewards: name → ``[B·G]`` reward, rollouts of a user adjacent.
+        group: ``G ≥ 2``.
+
+    Returns:
+        ``{"<name>_mean": …, "<name>_std": …}`` as floats.
+    """
+    stats = {}
+    for name, reward in rewards.items():
+        grouped = reward.double().view(-1, group)  # [B, G]
+        stats[f"{name}_mean"] = grouped.mean().item()
+        stats[f"{name}_std"] = grouped.std(dim=-1).mean().item()
+    return stats
+
+
 def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """k3 estimator of ``KL(π_θ ‖ π_ref)`` per token: ``exp(ref − logp) − (ref − logp) − 1``.
 

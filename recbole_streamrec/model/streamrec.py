@@ -10,6 +10,23 @@ This file holds the model's maths per stage; :class:`~recbole_streamrec.trainer.
 which stage runs and hands checkpoints over on disk. ``self.stage`` ∈ {pretrain, sft, rl} selects the
 training loss and the inference prefix (2·m free neighbour tokens after pretraining, else
 ``inference_reasoning_steps`` reasoning tokens).
+
+What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
+
+* **The first annotation is already informative.** With ``state_head: codes`` (default) the state is
+  ``s_i = Σ_{j≤i} sg[E_{o_j}] + MLP_s(Σ_{j≤i} d_j)``, MLP_s's last layer zero at initialisation; with
+  ``residual_head: identity`` (default) ``MLP_r(x) = x + f(x)``, ``f``'s last layer zero. At the start
+  ``r_1 = t − s_0 = t`` and ``r_{i+1} = t − Σ_{j≤i} E_{o_j}``: the first annotation is plain residual
+  quantisation of the target representation over ℂ (coarse-to-fine, ``‖t − s_i‖`` falling with i), and
+  training lets the decoder states correct it. Residuals and codes are compared on one scale: t (the
+  *mean* of the target's m code embeddings) is taken as ``m·t = Σ_j E[codes(target)_j]``, what m codes
+  reconstruct, in the annotation, L_Quant, L_State and the logged distances. ``state_head:
+  identity`` is ``s_i = x + f(x)``, ``x = Σ d_j`` (r_1 = t − d_0); ``plain`` is the paper's MLP.
+* **E is not dragged by L_Quant** (``quant_update_codebook: false``): neither its codebook term nor the
+  commitment term (through t) moves the token table; only the heads and the decoder move r.
+* **L_State** compares cosines over τ with a detached t (``state_similarity: cosine``) or the paper's raw
+  dot product with t not detached (``dot``).
+* **Constant trace** (``reasoning_trace: constant``): one fixed trace for every row, the ablation.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ from torch import Tensor, nn
 from transformers.models.t5.modeling_t5 import T5Stack
 
 from recbole_streamrec.data.neighbours import item_neighbours
+from recbole_streamrec.model.beam_search import constrained_beam_search
 from recbole_streamrec.model.generative import GenerativeRecommender
 from recbole_streamrec.model.losses import (
     default_step_weights, dpo_loss, quantization_loss, sequence_log_prob, state_contrastive_loss,
@@ -32,11 +50,59 @@ from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
 from recbole_streamrec.tokenizer.codes import FIRST_CODE
 
 STAGES = ("pretrain", "sft", "rl")
+HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
+ITEM_DECODINGS = ("level", "free", "trie")
+
+
+class Head(nn.Sequential):
+    """``Linear(d, d) → GELU → Linear(d, d)`` (MLP_r and MLP_s), optionally ``x + ·`` and zero last layer.
+
+    ``skip=True, zero_init=True`` is the identity at initialisation; ``zero_init`` alone starts at 0.
+    """
+
+    def __init__(self, d: int, *, skip: bool = False, zero_init: bool = False) -> None:
+        super().__init__(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.skip = skip
+        if zero_init:
+            nn.init.zeros_(self[2].weight)
+            nn.init.zeros_(self[2].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        return x + out if self.skip else out
 
 
 def head(d: int) -> nn.Sequential:
-    """``Linear(d, d) → GELU → Linear(d, d)`` (MLP_r and MLP_s)."""
-    return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+    """The paper's plain ``Linear(d, d) → GELU → Linear(d, d)``."""
+    return Head(d)
+
+
+def _choice(config, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = config[key] or default
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {allowed}, not {value!r}")
+    return value
+
+
+def trace_statistics(traces: Tensor, target_tokens: Tensor, distances: Tensor) -> dict:
+    """What an annotation says about itself (logged at every annotation).
+
+    Args:
+        traces: ``[N, l]`` reasoning tokens o_1..o_l.
+        target_tokens: ``[N, m]`` the target items' code tokens.
+        distances: ``[N, l + 1]`` ``‖t − s_i‖`` for i = 0..l.
+
+    Returns:
+        ``distinct_tokens``, ``distinct_traces``, ``distinct_targets``, ``first_in_target_l01`` (share of rows
+        whose o_1 is the target's level-0 or level-1 code token) and ``distance`` (mean ‖t − s_i‖ per i).
+    """
+    stats = {"distinct_targets": torch.unique(target_tokens, dim=0).shape[0],
+             "distance": [round(v, 4) for v in distances.float().mean(dim=0).tolist()]}
+    if traces.shape[1] == 0:
+        return {"distinct_tokens": 0, "distinct_traces": 1, **stats, "first_in_target_l01": 0.0}
+    hit = (traces[:, :1] == target_tokens[:, :2]).any(dim=1).float().mean().item()
+    return {"distinct_tokens": traces.unique().numel(), "distinct_traces": torch.unique(traces, dim=0).shape[0],
+            **stats, "first_in_target_l01": hit}
 
 
 class STREAMRec(GenerativeRecommender):
@@ -49,7 +115,16 @@ class STREAMRec(GenerativeRecommender):
         dec_config = copy.deepcopy(self.t5.decoder.config)
         self.direct_decoder = T5Stack(dec_config)
         self.direct_decoder.set_input_embeddings(self.t5.shared)  # one embedding table E for everything
-        self.mlp_r, self.mlp_s = head(self.d_model), head(self.d_model)
+        self.residual_head = _choice(config, "residual_head", "identity", HEAD_KINDS["residual_head"])
+        self.state_head = _choice(config, "state_head", "codes", HEAD_KINDS["state_head"])
+        identity_r = self.residual_head == "identity"
+        self.mlp_r = Head(self.d_model, skip=identity_r, zero_init=identity_r)
+        self.mlp_s = Head(self.d_model, skip=self.state_head == "identity", zero_init=self.state_head != "plain")
+        self.quant_update_codebook = bool(config["quant_update_codebook"])
+        self.state_similarity = _choice(config, "state_similarity", "cosine", ("cosine", "dot"))
+        self.code_scale = float(self.n_codes) if self.state_head == "codes" else 1.0  # units of t (see above)
+        self.reasoning_trace = _choice(config, "reasoning_trace", "annotated", ("annotated", "constant"))
+        self.direct_inference = False  # True: evaluate the direct decoder with no prefix (TIGER)
         self.n_reasoning = config["reasoning_steps"]  # l
         self.inference_steps = config["inference_reasoning_steps"]
         if self.inference_steps is None:
@@ -98,6 +173,16 @@ class STREAMRec(GenerativeRecommender):
         dist = torch.cdist(r.reshape(-1, r.shape[-1]).float(), self.code_embeddings().float())
         return (dist.argmin(dim=-1) + FIRST_CODE).view(r.shape[:-1])
 
+    def state(self, hidden_sum: Tensor, code_sum: Tensor) -> Tensor:
+        """``s_i`` from ``Σ_{j≤i} d_j`` and ``Σ_{j≤i} E_{o_j}`` (both ``[..., d]``); see the module docstring."""
+        s = self.mlp_s(hidden_sum)
+        return s + code_sum.detach() if self.state_head == "codes" else s
+
+    def constant_trace(self, n: int, device: torch.device) -> Tensor:
+        """The ablation's one trace for every row, ``[n, l]``: code 0 of levels 0, 1, …, m−1, 0, …"""
+        levels = torch.arange(self.n_reasoning, device=device) % self.n_codes
+        return (FIRST_CODE + levels * self.codebook_size).expand(n, -1).clone()
+
     def neighbour_prefix(self, items: Tensor) -> Tensor:
         """Codes of the k most similar items, ``[B, k·m]`` (the stage-1 target prefix)."""
         near = self.neighbours[items, : self.pt_neighbours]  # [B, k]
@@ -116,21 +201,42 @@ class STREAMRec(GenerativeRecommender):
 
     # ---- stage 2: annotation and SFT (eqs. 12–19) ----------------------------------------------------
     @torch.no_grad()
-    def annotate(self, interaction) -> Tensor:
-        """Iterative residual inference → pseudo-label reasoning tokens ``[B, l]`` (batched, KV-cached)."""
+    def annotate(self, interaction, return_distances: bool = False):
+        """Iterative residual inference → pseudo-label reasoning tokens ``[B, l]`` (batched, KV-cached).
+
+        With ``return_distances`` also ``‖t − s_i‖`` for i = 0..l, ``[B, l + 1]``.
+        """
         enc, mask = self.encode(interaction)
-        t = self.target_repr(interaction[self.POS_ITEM_ID])  # [B, d]
+        t = self.code_scale * self.target_repr(interaction[self.POS_ITEM_ID])  # [B, d]
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
         token = self.start_tokens(enc.shape[0], enc.device)
         d_sum = cached.step(token, state)[:, -1]  # d_0
-        out = []
+        code_sum = torch.zeros_like(t)  # Σ_{j≤i} E_{o_j}
+        out, dist = [], []
         for _ in range(self.n_reasoning):
-            r = self.mlp_r(t - self.mlp_s(d_sum))  # r_i = MLP_r(t − s_{i−1})
-            token = self.nearest_code(r).unsqueeze(1)  # o_i
+            s = self.state(d_sum, code_sum)  # s_{i−1}
+            dist.append((t - s).norm(dim=-1))
+            token = self.nearest_code(self.mlp_r(t - s)).unsqueeze(1)  # o_i = NN(MLP_r(t − s_{i−1}))
             out.append(token)
+            code_sum = code_sum + self.embeddings[token.squeeze(1)]
             d_sum = d_sum + cached.step(token, state)[:, -1]  # Σ_{j≤i} d_j
-        return torch.cat(out, dim=1) if out else token.new_zeros(enc.shape[0], 0)
+        tokens = torch.cat(out, dim=1) if out else token.new_zeros(enc.shape[0], 0)
+        if not return_distances:
+            return tokens
+        dist.append((t - self.state(d_sum, code_sum)).norm(dim=-1))  # s_l
+        return tokens, torch.stack(dist, dim=1)
+
+    @torch.no_grad()
+    def init_reasoning_from_direct(self) -> None:
+        """Stage-1 → stage-2 hand-over: the reasoning decoder takes the direct decoder's weights.
+
+        Stage 1 trains the direct decoder on ``[codes(i); EOS]`` (TIGER's task); the reasoning decoder has
+        only seen item codes after 2·m neighbour tokens. Starting SFT from the direct decoder keeps what
+        stage 1 learnt about the item itself; T5's position bias is relative, so the item codes after the
+        l reasoning tokens meet the same relative positions among themselves.
+        """
+        self.t5.decoder.load_state_dict(self.direct_decoder.state_dict())
 
     def item_logp(self, decoder, prefix: Tensor, items: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
         """log π(codes(items) | x, prefix) ``[B]`` by teacher forcing (EOS not counted)."""
@@ -163,13 +269,17 @@ class STREAMRec(GenerativeRecommender):
         logits = self.logits(hidden)
         loss_sft = token_cross_entropy(logits, labels)
 
-        t = self.target_repr(items)  # [B, d]
-        states = self.mlp_s(hidden[:, : l + 1].cumsum(dim=1))  # s_0..s_l, [B, l + 1, d]
-        residuals = self.mlp_r(t.unsqueeze(1) - states[:, :l])  # r_1..r_l, [B, l, d]
-        loss_quant = quantization_loss(residuals, self.embeddings[think], beta=self.quant_beta)
-        weights = default_step_weights(l, dtype=states.dtype, device=states.device)
-        loss_state = state_contrastive_loss(states[:, 1:], t.detach(), temperature=self.state_temperature,
-                                            weights=weights)
+        t = self.code_scale * self.target_repr(items)  # [B, d]
+        codes = self.embeddings[think]  # E_{o_1..o_l}, [B, l, d]
+        code_sum = torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
+        states = self.state(hidden[:, : l + 1].cumsum(dim=1), code_sum)  # s_0..s_l, [B, l + 1, d]
+        t_quant = t if self.quant_update_codebook else t.detach()
+        residuals = self.mlp_r(t_quant.unsqueeze(1) - states[:, :l])  # r_1..r_l, [B, l, d]
+        if l == 0:  # no trace (the l = 0 ablation): nothing to quantise or to score
+            zero = loss_sft.new_zeros(())
+            loss_quant, loss_state = zero, zero
+        else:
+            loss_quant, loss_state = self._trace_losses(states, residuals, codes, t, l)
 
         negatives = self._draw_negatives(items)
         scored = torch.zeros_like(labels, dtype=torch.bool)
@@ -180,6 +290,18 @@ class STREAMRec(GenerativeRecommender):
         loss_dpo = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.dpo_beta)
         w = self.weights
         return loss_sft, w["dpo"] * loss_dpo, w["quant"] * loss_quant, w["state"] * loss_state
+
+    def _trace_losses(self, states: Tensor, residuals: Tensor, codes: Tensor, t: Tensor,
+                      l: int) -> tuple[Tensor, Tensor]:  # noqa: E741
+        """``(L_Quant, L_State)`` from s_0..s_l ``[B, l+1, d]``, r_1..r_l and E_{o_1..o_l} ``[B, l, d]``."""
+        loss_quant = quantization_loss(residuals, codes, beta=self.quant_beta,
+                                       update_codebook=self.quant_update_codebook)
+        weights = default_step_weights(l, dtype=states.dtype, device=states.device)
+        cosine = self.state_similarity == "cosine"  # else the paper's raw dot product, t not detached
+        loss_state = state_contrastive_loss(states[:, 1:], t.detach() if cosine else t,
+                                            temperature=self.state_temperature if cosine else 1.0,
+                                            weights=weights, similarity=self.state_similarity)
+        return loss_quant, loss_state
 
     def _draw_negatives(self, items: Tensor) -> Tensor:
         """y⁻: one of the target's ``dpo_negative_pool`` most similar items, uniformly."""
@@ -196,7 +318,12 @@ class STREAMRec(GenerativeRecommender):
 
     # ---- inference: think, then constrained beam search ---------------------------------------------
     def prefix_steps(self) -> int:
+        if self.direct_inference:
+            return 0
         return self.pt_neighbours * self.n_codes if self.stage == "pretrain" else self.inference_steps
+
+    def inference_decoder(self):
+        return self.direct_decoder if self.direct_inference else self.t5.decoder
 
     def _code_logp(self, hidden: Tensor) -> Tensor:
         """Log-probabilities over the vocabulary with everything outside ℂ masked, ``[N, V]``."""
@@ -206,10 +333,15 @@ class STREAMRec(GenerativeRecommender):
 
     def decode_prefix(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> Tensor:
         """Generate the free prefix (greedy | sample | beam), feed it, return first-item-code log-probs."""
+        return self.think(cached, state, batch)[0]
+
+    def think(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> tuple[Tensor, Tensor]:
+        """:meth:`decode_prefix` that also returns the prefix it generated, ``([B, V], [B, steps])``."""
         hidden = cached.step(self.start_tokens(batch, self.item_codes.device), state)[:, -1]
         steps = self.prefix_steps()
+        tokens = torch.zeros(batch, 0, dtype=torch.long, device=hidden.device)
         if self.reasoning_decoding == "beam" and steps > 0:
-            hidden = self._beam_prefix(cached, state, hidden, steps)
+            hidden, tokens = self._beam_prefix(cached, state, hidden, steps)
         else:
             for _ in range(steps):
                 logp = self._code_logp(hidden)
@@ -217,35 +349,56 @@ class STREAMRec(GenerativeRecommender):
                     token = torch.multinomial((logp / self.sample_temperature).softmax(-1), 1)
                 else:
                     token = logp.argmax(dim=-1, keepdim=True)
+                tokens = torch.cat([tokens, token], dim=1)
                 hidden = cached.step(token, state)[:, -1]
-        return F.log_softmax(self.logits(hidden).float(), dim=-1)
+        return F.log_softmax(self.logits(hidden).float(), dim=-1), tokens
 
-    def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor, steps: int) -> Tensor:
-        """Beam search over ℂ for the reasoning prefix; keeps the best sequence per user."""
+    @torch.no_grad()
+    def recommend(self, interaction, k: int = 10) -> tuple[Tensor, Tensor, Tensor]:
+        """``(reasoning tokens [B, steps], top-k items [B, k], their log-probabilities [B, k])`` (explain)."""
+        with self._amp():
+            enc, mask = self.encode(interaction)
+            cached = CachedT5Decoder(self.inference_decoder())
+            state = cached.start(enc, mask)
+            first, tokens = self.think(cached, state, enc.shape[0])
+            items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
+                                                    beam_size=max(k, self.beam_size))
+        return tokens, items[:, :k], scores[:, :k]
+
+    def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor,
+                     steps: int) -> tuple[Tensor, Tensor]:
+        """Beam search over ℂ for the reasoning prefix; keeps the best sequence per user (state, tokens)."""
         batch, width = hidden.shape[0], self.reasoning_beam
         scores = hidden.new_zeros(batch, 1, dtype=torch.float)  # [B, beams]
         offsets = torch.arange(batch, device=hidden.device).unsqueeze(1)
+        seqs = torch.zeros(batch, 1, 0, dtype=torch.long, device=hidden.device)  # [B, beams, t]
         for _ in range(steps):
             logp = self._code_logp(hidden)  # [B·beams, V]
             beams, vocab = scores.shape[1], logp.shape[-1]
             total = (scores.unsqueeze(-1) + logp.view(batch, beams, vocab)).view(batch, -1)
             scores, flat = total.topk(width, dim=-1)  # [B, width]
             origin, token = flat // vocab, flat % vocab
+            seqs = torch.cat([seqs.gather(1, origin.unsqueeze(-1).expand(-1, -1, seqs.shape[2])),
+                              token.unsqueeze(-1)], dim=2)  # [B, width, t + 1]
             state.select((origin + offsets * beams).reshape(-1))  # also expands 1 → width beams
             hidden = cached.step(token.reshape(-1, 1), state)[:, -1]
         best = torch.arange(batch, device=hidden.device) * width  # topk is sorted: beam 0 is the best
         state.select(best)
-        return hidden[best]
+        return hidden[best], seqs[:, 0]
 
     # ---- stage 3: what GRPO needs from the policy (the algorithm is in the trainer) ------------------
     @torch.no_grad()
     def rollout(self, enc: Tensor, mask: Tensor, group: int, *, temperature: float = 1.0,
-                constrained: bool = False) -> tuple[Tensor, Tensor]:
+                item_decoding: str = "level") -> tuple[Tensor, Tensor]:
         """Sample ``group`` rollouts per user: l reasoning tokens from ℂ, then m item tokens.
 
-        Item tokens are free over ℂ (so the format reward can fire) or, with ``constrained``, follow the
-        trie. Returns tokens ``[B·G, l + m]`` and the mean decoder state per rollout ``[B·G, d]``.
+        ``item_decoding`` (SPEC §5b): ``level`` — item token d is drawn among level d's K codes (the tuple
+        may still be no item, so the format reward fires); ``free`` — any token of ℂ; ``trie`` — only
+        prefixes of real items. Returns tokens ``[B·G, l + m]`` and the mean decoder state ``[B·G, d]``.
         """
+        if item_decoding not in ITEM_DECODINGS:
+            raise ValueError(f"item_decoding must be one of {ITEM_DECODINGS}, not {item_decoding!r}")
+        constrained = item_decoding == "trie"
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
         state.expand(group)
@@ -259,8 +412,8 @@ class STREAMRec(GenerativeRecommender):
             logits = self.logits(hidden).float() / temperature
             logits[:, :FIRST_CODE] = float("-inf")
             level = step - self.n_reasoning
-            if constrained and level >= 0:
-                allowed = self.trie.step(level, prefix) >= 0  # [N, K]
+            if item_decoding != "free" and level >= 0:
+                allowed = self.trie.step(level, prefix) >= 0 if constrained else True  # [N, K]
                 start = FIRST_CODE + level * self.codebook_size
                 mask_v = torch.zeros_like(logits, dtype=torch.bool)
                 mask_v[:, start : start + self.codebook_size] = allowed

@@ -1,10 +1,21 @@
-"""Stage 3 of STREAM-Rec: GRPO with five rewards (SPEC §5, paper §2.4), readable in one function.
+"""Stage 3 of STREAM-Rec: GRPO with five rewards (SPEC §5, paper §2.4), readable in a few functions.
 
 Per batch of users: G rollouts each (l reasoning tokens, then m item tokens) from the policy, five
 rewards (pure functions in :mod:`recbole_streamrec.model.rewards`), weighted and summed, group-relative
-advantages, then the clipped surrogate with a k3 KL penalty to a frozen copy of the policy that entered
-this stage (the stage-2 model in the default schedule). One update per rollout batch, so the old policy
-equals the current one (ratio 1, as in TRL's default ``num_iterations=1``).
+advantages, then ``rl_iterations`` optimisation passes of the clipped surrogate with a k3 KL penalty to a
+frozen copy of the policy that entered this stage (the stage-2 model in the default schedule).
+
+SPEC §5b choices:
+
+* **Item decoding** (``rl_item_decoding``): ``level`` (default) draws item token d among level d's K codes,
+  so a rollout can be a real item and the format reward varies; ``free`` draws from all of ℂ (almost never
+  an item); ``trie`` only real items (the format reward is then always 0).
+* **Iterations** (``rl_iterations``): the old log-probabilities are those of the rollout policy, computed
+  once per rollout batch and fixed; pass 1 has ratio exactly 1, later passes see the ratio move and the
+  clip act (TRL's ``num_iterations``).
+* **Dropout**: the rollout, the old log-probabilities, the KL anchor and every optimisation pass all run
+  with the model in eval mode (dropout off), so the ratio compares the very distribution that sampled the
+  rollouts; gradients flow in eval mode as usual.
 """
 
 from __future__ import annotations
@@ -16,8 +27,9 @@ from torch import Tensor
 
 from recbole_streamrec.model.rewards import (
     REWARD_NAMES, combine_rewards, exact_match_reward, format_reward, group_advantages, grpo_loss,
-    similarity_reward, thinking_likelihood_reward, thinking_ranking_reward,
+    reward_statistics, similarity_reward, thinking_likelihood_reward, thinking_ranking_reward,
 )
+from recbole_streamrec.model.streamrec import ITEM_DECODINGS
 from recbole_streamrec.tokenizer.codes import tokens_to_codes
 
 
@@ -27,24 +39,37 @@ class GRPOConfig:
     batch_size: int
     steps_per_epoch: int
     temperature: float
-    constrained: bool
+    item_decoding: str
     hard_negatives: int
     clip_eps: float
     kl_beta: float
     weights: dict
+    iterations: int = 1
 
     @classmethod
     def from_config(cls, config) -> "GRPOConfig":
-        decoding = config["rl_item_decoding"] or "free"
-        if decoding not in ("free", "trie"):
-            raise ValueError(f"rl_item_decoding must be 'free' or 'trie', not {decoding!r}")
+        decoding = config["rl_item_decoding"] or "level"
+        if decoding not in ITEM_DECODINGS:
+            raise ValueError(f"rl_item_decoding must be one of {ITEM_DECODINGS}, not {decoding!r}")
         return cls(
             group=config["rl_group_size"], batch_size=config["rl_batch_size"],
             steps_per_epoch=config["rl_steps_per_epoch"], temperature=config["rl_temperature"],
-            constrained=decoding == "trie", hard_negatives=config["rl_hard_negatives"],
+            item_decoding=decoding, hard_negatives=config["rl_hard_negatives"],
             clip_eps=config["rl_clip_eps"], kl_beta=config["rl_kl_beta"],
             weights={name: float(config[f"reward_{name}_weight"]) for name in REWARD_NAMES},
+            iterations=int(config["rl_iterations"] or 1),
         )
+
+
+@dataclass
+class Rollouts:
+    """One rollout batch, fixed across the ``rl_iterations`` passes (all ``[B·G, …]``)."""
+
+    tokens: Tensor  # [B·G, l+m]
+    advantages: Tensor  # [B·G]
+    old_logp: Tensor  # [B·G, l+m] under the policy that sampled them
+    ref_logp: Tensor  # [B·G, l+m] under the frozen KL anchor
+    stats: dict  # reward_<name> (mean) and reward_<name>_std (within-group std)
 
 
 @torch.no_grad()
@@ -54,7 +79,7 @@ def rollout_rewards(model, batch, cfg: GRPOConfig) -> tuple[Tensor, Tensor, dict
     items = batch[model.POS_ITEM_ID]  # [B]
     enc, mask = model.encode(batch)
     tokens, mean_state = model.rollout(enc, mask, cfg.group, temperature=cfg.temperature,
-                                       constrained=cfg.constrained)
+                                       item_decoding=cfg.item_decoding)
     think, item_tokens = tokens[:, : model.n_reasoning], tokens[:, model.n_reasoning :]
     target = items.repeat_interleave(cfg.group)  # [B·G]
     pred_codes = tokens_to_codes(item_tokens, codebook_size=model.codebook_size)  # [B·G, m]
@@ -75,17 +100,35 @@ def rollout_rewards(model, batch, cfg: GRPOConfig) -> tuple[Tensor, Tensor, dict
     return tokens, advantages, {**rewards, "total": total}
 
 
-def grpo_loss_on_batch(model, reference, batch, cfg: GRPOConfig) -> tuple[Tensor, dict[str, float]]:
-    """One GRPO objective on ``batch``: rollouts and rewards without gradients, then the clipped loss."""
-    tokens, advantages, rewards = rollout_rewards(model, batch, cfg)
-    with torch.no_grad():
-        ref_enc, ref_mask = reference.encode(batch)
-        ref_logp = reference.rollout_logp(ref_enc.repeat_interleave(cfg.group, 0),
-                                          ref_mask.repeat_interleave(cfg.group, 0), tokens)  # [B·G, T]
-    model.train()
+def _policy_logp(model, batch, tokens: Tensor, group: int) -> Tensor:
+    """Per-token log π(tokens) ``[B·G, l+m]`` by teacher forcing (gradients follow the caller's mode)."""
     enc, mask = model.encode(batch)
-    logp = model.rollout_logp(enc.repeat_interleave(cfg.group, 0), mask.repeat_interleave(cfg.group, 0), tokens)
-    loss, stats = grpo_loss(logp, logp.detach(), ref_logp, advantages, torch.ones_like(logp, dtype=torch.bool),
-                            clip_eps=cfg.clip_eps, kl_beta=cfg.kl_beta)
-    stats.update({f"reward_{k}": v.float().mean().item() for k, v in rewards.items()})
+    return model.rollout_logp(enc.repeat_interleave(group, 0), mask.repeat_interleave(group, 0), tokens)
+
+
+@torch.no_grad()
+def make_rollouts(model, reference, batch, cfg: GRPOConfig) -> Rollouts:
+    """Rollouts, rewards and advantages, plus the old (rollout-policy) and anchor log-probs, all in eval mode."""
+    tokens, advantages, rewards = rollout_rewards(model, batch, cfg)
+    old_logp = _policy_logp(model, batch, tokens, cfg.group)
+    ref_logp = _policy_logp(reference.eval(), batch, tokens, cfg.group)
+    stats = {f"reward_{k[:-5]}" if k.endswith("_mean") else f"reward_{k}": v
+             for k, v in reward_statistics(rewards, cfg.group).items()}  # reward_<name>, reward_<name>_std
+    return Rollouts(tokens, advantages, old_logp, ref_logp, stats)
+
+
+def grpo_loss_on_rollouts(model, batch, rollouts: Rollouts, cfg: GRPOConfig) -> tuple[Tensor, dict[str, float]]:
+    """One optimisation pass: the clipped surrogate + k3 KL on fixed rollouts (model kept in eval mode)."""
+    model.eval()
+    logp = _policy_logp(model, batch, rollouts.tokens, cfg.group)
+    mask = torch.ones_like(logp, dtype=torch.bool)
+    return grpo_loss(logp, rollouts.old_logp, rollouts.ref_logp, rollouts.advantages, mask,
+                     clip_eps=cfg.clip_eps, kl_beta=cfg.kl_beta)
+
+
+def grpo_loss_on_batch(model, reference, batch, cfg: GRPOConfig) -> tuple[Tensor, dict[str, float]]:
+    """Rollouts and the first pass's objective on ``batch`` (ratio 1); stats include each reward's mean."""
+    rollouts = make_rollouts(model, reference, batch, cfg)
+    loss, stats = grpo_loss_on_rollouts(model, batch, rollouts, cfg)
+    stats.update(rollouts.stats)
     return loss, stats

@@ -9,6 +9,12 @@ Stage 1 and each SFT round use RecBole's own ``fit`` (early stopping on ``valid_
 alternates annotation and optimisation in rounds until validation stops improving; stage 3 runs GRPO
 (:mod:`recbole_streamrec.trainer.grpo`). ``--stages=[rl]`` with ``init_checkpoint`` runs or resumes a single
 stage from a given checkpoint; ``stages: [pretrain, rl]`` is the "pure RL" schedule.
+
+Hand-over stage 1 → stage 2 (``sft_init_decoder``): at the start of SFT the stage-1 direct decoder is
+evaluated as TIGER on validation (logged, kept as ``direct_valid_result``), then with ``direct``
+(default) the reasoning decoder takes its weights, so SFT starts from the decoder that already predicts
+the item (stage 1 trains it on ``[codes(i); EOS]`` beside the lengthened targets) instead of one that only
+saw item codes after 2·m neighbour tokens; ``reasoning`` keeps the stage-1 reasoning decoder (the paper).
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ from recbole.utils import set_color
 from recbole_streamrec.trainer.checkpoint import (
     SafeCheckpointMixin, checkpoint_name, load_checkpoint, plain_results, save_checkpoint,
 )
-from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_batch
+from recbole_streamrec.model.streamrec import trace_statistics
+from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_rollouts, make_rollouts
+from recbole_streamrec.trainer.recipe import Recipe, RecipeMixin
 
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
+STAGE_PREFIX = {"pretrain": "pt", "sft": "sft", "rl": "rl"}  # prefix of each stage's config keys
 # names of the loss parts each stage's loss returns, for the per-epoch log line
 LOSS_PARTS = {"pretrain": ("lengthened", "direct"), "sft": ("sft", "dpo", "quant", "state"), "rl": ("grpo",)}
 
 
-class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
+class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
     """Runs the configured ``stages``; ``fit`` dispatches on each (as RecBole's S3Rec does on ``train_stage``)."""
 
     def __init__(self, config, model):
@@ -58,7 +67,9 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
         self.eval_step = min(cfg["eval_step"], self.epochs)
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score, self.best_valid_result = float("-inf"), None
+        self.recipe = Recipe.from_config(cfg, STAGE_PREFIX[stage])  # this stage's warm-up, decay, weight decay
         self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=lr)
+        self.log_recipe(f" ({stage})")
         self.logger.info(set_color(f"STREAM-Rec stage {stage}", "green") + f": lr {lr}, up to {self.epochs} epochs")
 
     def _reference_file(self) -> str:
@@ -127,6 +138,8 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
             self._begin_stage(stage)
             if stage != "pretrain":
                 self._load_reference()
+            if stage == "sft":
+                self._hand_over_to_sft(valid_data)  # a resumed stage then loads its own weights over it
             if self._resume_stage(stage):
                 continue
             if stage == "sft":
@@ -156,42 +169,84 @@ class STREAMRecTrainer(SafeCheckpointMixin, Trainer):
             # the next round annotates with the best model so far
             self.model.load_state_dict(load_checkpoint(self.saved_model_file, self.device)["state_dict"])
 
+    def _hand_over_to_sft(self, valid_data) -> None:
+        """Log the stage-1 direct decoder's validation score (as TIGER), then apply ``sft_init_decoder``."""
+        model = self.model
+        model.direct_inference = True
+        try:
+            direct = plain_results(self.evaluate(valid_data, load_best_model=False))
+        finally:
+            model.direct_inference = False
+        self.direct_valid_result = direct  # the SFT stage should reach at least this (issue 12, point 2)
+        self.logger.info(set_color("stage-1 direct decoder (as TIGER)", "green")
+                         + f": valid {self.valid_metric} {direct.get(self.valid_metric, float('nan')):.4f}")
+        if (self.config["sft_init_decoder"] or "direct") == "direct":
+            model.init_reasoning_from_direct()
+
     @torch.no_grad()
     def _annotate(self, train_data) -> None:
-        """Write reasoning tokens for every training row into the dataset (field ``reasoning_tokens``)."""
+        """Write reasoning tokens for every training row into the dataset (field ``reasoning_tokens``).
+
+        Rows go through in order of history length (each chunk holds similar lengths, so the encoder's
+        padding is short) and are written back in their own order. Logs :func:`trace_statistics`.
+        """
         from recbole.data.interaction import Interaction
 
         dataset, model = train_data._dataset, self.model
         model.eval()
-        feat, batch, out, start_time = dataset.inter_feat, self.config["eval_batch_size"], [], time()
-        for start in range(0, len(feat), batch):
-            out.append(model.annotate(feat[start : start + batch].to(self.device)).cpu())
-        tokens = torch.cat(out)
+        feat, batch, start_time = dataset.inter_feat, self.config["eval_batch_size"], time()
+        n, l = len(feat), model.n_reasoning
+        tokens = torch.zeros(n, l, dtype=torch.long)
+        distances = torch.zeros(n, l + 1)
+        order = torch.argsort(feat[model.ITEM_SEQ_LEN], stable=True)  # [n], shortest history first
+        for start in range(0, n, batch):
+            rows = order[start : start + batch]
+            chunk, dist = model.annotate(feat[rows].to(self.device), return_distances=True)
+            tokens[rows], distances[rows] = chunk.cpu(), dist.float().cpu()
+        stats = trace_statistics(tokens, model.target_tokens(feat[model.POS_ITEM_ID].to(self.device)).cpu(),
+                                 distances)
+        if model.reasoning_trace == "constant":
+            tokens = model.constant_trace(n, tokens.device)
         feat.update(Interaction({model.REASONING_FIELD: tokens}))
-        self.logger.info(f"annotated {len(feat)} training rows with {tokens.shape[1]} reasoning tokens "
-                         f"in {time() - start_time:.1f}s ({tokens.unique().numel()} distinct tokens)")
+        self.annotation_stats = stats
+        self.logger.info(f"annotated {n} training rows with {l} reasoning tokens in {time() - start_time:.1f}s"
+                         f" ({model.reasoning_trace} trace); annotation: "
+                         + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()))
+
+    def optimizer_steps_per_epoch(self, train_data) -> int:
+        if self.stage != "rl":
+            return len(train_data)
+        return min(len(train_data), self.grpo.steps_per_epoch) * getattr(self.grpo, "iterations", 1)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.steps_per_epoch = self.optimizer_steps_per_epoch(train_data)
         if self.stage != "rl":
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._save_resume_point(epoch_idx)
-        total, stats_sum, steps = 0.0, {}, 0
+        total, stats_sum, steps, passes = 0.0, {}, 0, 0
         for batch in train_data:
             if steps >= self.grpo.steps_per_epoch:
                 break
             batch = batch[: self.grpo.batch_size].to(self.device)
-            self.optimizer.zero_grad()
             with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
-                loss, stats = grpo_loss_on_batch(self.model, self.kl_reference, batch, self.grpo)
-            loss.backward()
-            if self.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-            self.optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-            for k, v in stats.items():
+                rollouts = make_rollouts(self.model, self.kl_reference, batch, self.grpo)
+            for _ in range(self.grpo.iterations):  # old log-probs fixed: the ratio and the clip act from pass 2
+                self.optimizer.zero_grad()
+                with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+                    loss, stats = grpo_loss_on_rollouts(self.model, batch, rollouts, self.grpo)
+                loss.backward()
+                if self.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+                self.optimizer.step()
+                total, passes = total + loss.item(), passes + 1
+                for k, v in stats.items():
+                    stats_sum[k] = stats_sum.get(k, 0.0) + v / self.grpo.iterations
+            steps += 1
+            for k, v in rollouts.stats.items():
                 stats_sum[k] = stats_sum.get(k, 0.0) + v
-        self.logger.info("GRPO " + ", ".join(f"{k} {v / max(steps, 1):.4f}" for k, v in stats_sum.items()))
-        return total / max(steps, 1)
+        self.logger.info(f"GRPO epoch {epoch_idx} ({steps} rollout batches × {self.grpo.iterations} passes): "
+                         + ", ".join(f"{k} {v / max(steps, 1):.4f}" for k, v in stats_sum.items()))
+        return total / max(passes, 1)
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         """RecBole's epoch line, with each loss part named (``sft 1.23, dpo 0.07, …``)."""
