@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import METRICS, PAPER_COLUMN, fmt_number, machine_info, machine_line, markdown_table, paper_value  # noqa: E402
+from _common import (  # noqa: E402
+    METRICS, PAPER_COLUMN, fmt_number, fmt_seconds, machine_info, machine_line, markdown_table, paper_value,
+)
 
 STAGE_ROW = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
 
@@ -29,22 +32,40 @@ def rows_of(result: dict) -> list[tuple[str, str, dict, dict]]:
     return [(result["model"], result["model"], result["test_result"], result["valid_result"])]
 
 
+def epoch_seconds(log: Path) -> float:
+    """Sum of RecBole's ``training [time: …s`` and ``evaluating [time: …s`` over a run log."""
+    return sum(float(m) for m in re.findall(r"(?:training|evaluating) \[time: ([0-9.]+)s", log.read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="result JSON files")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--label", default="", help="what was reduced, if anything")
+    parser.add_argument("--names", default=None, help="comma-separated row labels, one per result file")
+    parser.add_argument("--reference", default=None, help="row label whose test N@10 the others are divided by")
+    parser.add_argument("--logs", default=None,
+                        help="comma-separated run logs, one per result file (empty: none): the train time of a result "
+                             "without train_seconds is the sum of its epochs' training and evaluating times")
     args = parser.parse_args()
+    names = args.names.split(",") if args.names else [None] * len(args.results)
+    logs = args.logs.split(",") if args.logs else [""] * len(args.results)
+    rows = []
+    for path, name, log in zip(args.results, names, logs):
+        result = json.loads(Path(path).read_text())
+        seconds = result.get("train_seconds") or (epoch_seconds(Path(log)) if log else None)
+        for label, key, test, valid in rows_of(result):
+            rows.append((name or label, key, test, valid, seconds))
+    ref = next((r[2]["ndcg@10"] for r in rows if r[0] == args.reference), None)
     table = []
-    for path in args.results:
-        for label, key, test, valid in rows_of(json.loads(Path(path).read_text())):
-            paper = paper_value(args.dataset, key)
-            table.append([label, *(fmt_number(test[m]) for m in METRICS), fmt_number(valid["ndcg@10"]),
-                          fmt_number(paper)])
+    for label, key, test, valid, seconds in rows:
+        ratio = f"{test['ndcg@10'] / ref:.2f}×" if ref else "—"
+        table.append([label, *(fmt_number(test[m]) for m in METRICS), fmt_number(valid["ndcg@10"]), ratio,
+                      fmt_seconds(seconds), fmt_number(paper_value(args.dataset, key))])
     column, note = PAPER_COLUMN.get(args.dataset, ("—", ""))
     print(f"Dataset: {args.dataset}. {args.label}\n")
-    print(markdown_table(["model", "R@5", "R@10", "N@5", "N@10", "valid N@10", f"paper N@10 ({column})"],
-                         table, "lrrrrrr"))
+    print(markdown_table(["model", "R@5", "R@10", "N@5", "N@10", "valid N@10", f"N@10 / {args.reference or 'ref'}",
+                          "train time", f"paper N@10 ({column})"], table, "lrrrrrrrr"))
     print(f"\nTest split, full ranking, leave-one-out. Paper column: {note}.")
     print(f"Machine: {machine_line(machine_info())}.")
 

@@ -6,9 +6,9 @@
 
 Each run is ``run_recbole_streamrec.py --result_file=… --checkpoint_tag=… --resume`` in its own process
 (same config stack, split and evaluator as every other run). Baselines run once per ``--lrs`` value and the
-one with the best *validation* NDCG@10 is reported; TIGER and STREAM-Rec use their config's learning rates
-(``--tune_generative``: the same grid, on ``learning_rate`` for TIGER and ``sft_learning_rate`` for
-STREAM-Rec, selected on the final stage's validation NDCG@10). STREAM-Rec gives three rows (PT, SFT, RL)
+one with the best *validation* NDCG@10 is reported; TIGER and STREAM-Rec are tuned on the same grid by default,
+on ``learning_rate`` for TIGER and ``sft_learning_rate`` for STREAM-Rec, selected on the final stage's
+validation NDCG@10 (``--no_tune_generative``: their config's learning rates). STREAM-Rec gives three rows (PT, SFT, RL)
 from one run's ``stage_results``.
 
 Per run: wall-clock time of the training process, peak resident memory of that process (``wait4``), and the
@@ -341,7 +341,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                              "baselines keep their standard settings)")
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma separated")
     parser.add_argument("--lrs", default="1e-3,3e-3,5e-3", help="learning-rate grid of the baselines")
-    parser.add_argument("--tune_generative", action="store_true", help="also grid-search TIGER and STREAM-Rec")
+    parser.add_argument("--no_tune_generative", dest="tune_generative", action="store_false",
+                        help="TIGER and STREAM-Rec keep their config's learning rates (default: the --lrs grid, as the "
+                             "baselines)")
     parser.add_argument("--extra", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides passed to every run (e.g. epochs=5 eval_batch_size=512); "
                              "Model:key=value passes one to that model's runs only (e.g. STREAMRec:pt_epochs=6)")

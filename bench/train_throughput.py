@@ -2,7 +2,7 @@
 batches) against the new one (batches from length buckets, the encoder cut to the batch's longest history, the
 precision ``auto`` picks for this machine), for TIGER and every STREAM-Rec stage, interleaved in one run.
 
-    python bench/train_throughput.py --out docs/results/train_throughput     # quick and paper-size T5
+    python bench/train_throughput.py --out docs/results/train_throughput     # quick, paper-size and cpu T5
     python bench/train_throughput.py --quick --out bench/out/throughput       # < 3 minutes
 
 Histories have the lengths of amazon2018-scientific's training samples (read from ``--data_path`` when the
@@ -44,9 +44,10 @@ from recbole_streamrec.trainer.recipe import resolve_precision
 ROOT = Path(__file__).resolve().parent.parent
 SCIENTIFIC = "amazon2018-scientific"
 N_ITEMS = 4344  # amazon2018-scientific's catalogue
-# Share of amazon2018-scientific's 41,858 training rows by history length 1..20 (used when the data is absent).
-FALLBACK_LENGTH_SHARE = [0.199, 0.159, 0.127, 0.102, 0.082, 0.066, 0.053, 0.042, 0.034, 0.027,
-                         0.022, 0.018, 0.014, 0.011, 0.009, 0.008, 0.006, 0.005, 0.004, 0.012]
+# Share of amazon2018-scientific's 33,541 training rows by history length 1..20 (used when the data is absent;
+# computed from ../shared/data by scientific_lengths' own rule).
+FALLBACK_LENGTH_SHARE = [0.248, 0.248, 0.1507, 0.095, 0.0631, 0.044, 0.0328, 0.024, 0.0181, 0.0142,
+                         0.0109, 0.0089, 0.0072, 0.0056, 0.0044, 0.0037, 0.003, 0.0024, 0.0019, 0.0141]
 STAGES = ("tiger", "pretrain", "annotate", "sft", "rl")
 
 
@@ -89,10 +90,10 @@ def batch_orders(lengths: np.ndarray, batch: int, seed: int) -> dict[str, list[t
 
 
 # ---- models -------------------------------------------------------------------------------------------
-def model_config(size: str, precision_amp: bool) -> StubConfig:
+def model_config(size: str) -> StubConfig:
     config = StubConfig()
     files = ["generative.yaml", "model/TIGER.yaml", "model/STREAMRec.yaml", f"dataset/{SCIENTIFIC}.yaml",
-             *(["quick.yaml"] if size == "quick" else [])]
+             *([f"{size}.yaml"] if size in ("quick", "cpu") else [])]
     for name in files:
         config.update(yaml.safe_load((ROOT / "properties" / name).read_text()) or {})
     config.update({
@@ -107,7 +108,7 @@ def build(kind: str, size: str, seed: int):
     codes = synthetic_codes(N_ITEMS, 4, 256, seed)
     rng = np.random.default_rng(seed)
     neighbours = np.stack([rng.permutation(np.arange(1, N_ITEMS + 1))[:60] for _ in range(N_ITEMS + 1)])
-    config = model_config(size, False)
+    config = model_config(size)
     torch.manual_seed(seed)
     with mock.patch.object(generative, "semantic_ids", lambda c, d: codes), \
             mock.patch.object(streamrec, "item_neighbours", lambda c, d, n: neighbours[:, :n]):
@@ -211,18 +212,19 @@ def measure_stage(stage: str, size: str, args, lengths: np.ndarray, preset_amp: 
     seconds = {p: 0.0 for p in paths}
     samples = {p: 0 for p in paths}
     cursor = {p: 0 for p in paths}
-    for p, (run, _, _) in paths.items():  # warm-up, untimed: one batch of every shape the path will see
+    steps = args.steps if stage != "rl" else max(1, args.steps // 2)
+    timed = {p: [orders[p][i % len(orders[p])] for i in range(steps * args.rounds)] for p in paths}
+    for p, (run, _, _) in paths.items():  # warm-up, untimed: one batch of every shape the path will be timed on
         seen = set()
-        for idx in orders[p]:
+        for idx in timed[p]:
             shape = (len(idx), int(lengths[idx.numpy()].max()))
             if shape not in seen:
                 seen.add(shape)
                 run(rows[idx])
-    steps = args.steps if stage != "rl" else max(1, args.steps // 2)
     for _ in range(args.rounds):
         for p, (run, _, _) in paths.items():  # interleaved: load changes hit both paths alike
             for _ in range(steps):
-                idx = orders[p][cursor[p] % len(orders[p])]
+                idx = timed[p][cursor[p]]
                 cursor[p] += 1
                 t = time.perf_counter()
                 run(rows[idx])
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mean_history_items": float(lengths.mean()), "padding_share_old": float(1 - (lengths * 4 + 1).mean() / 81),
     }
     for size in sizes:
-        preset_amp = size == "quick"  # the quick preset used bf16 autocast; generative.yaml used fp32
+        preset_amp = size == "quick"  # the quick preset used bf16 autocast; generative.yaml used fp32 (cpu.yaml is new)
         out: dict[str, Any] = {"old_precision": "bf16" if preset_amp else "fp32",
                                "new_precision": "bf16" if auto_amp else "fp32"}
         for stage in stages:
@@ -305,7 +307,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="bench/out/throughput", help="folder for throughput.json / .md")
     parser.add_argument("--data_path", default=str(ROOT.parent / "shared" / "data"),
                         help=f"where {SCIENTIFIC}/ lies (its history lengths are used when present)")
-    parser.add_argument("--sizes", default="quick,paper", help="quick (properties/quick.yaml) and/or paper (generative.yaml)")
+    parser.add_argument("--sizes", default="quick,paper,cpu",
+                        help="T5 sizes: quick (properties/quick.yaml), paper (generative.yaml), cpu (properties/cpu.yaml)")
     parser.add_argument("--stages", default=",".join(STAGES), help="tiger, pretrain, annotate, sft, rl")
     parser.add_argument("--batch", type=int, default=256, help="training batch (GRPO: 64 users)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per path per round")

@@ -114,6 +114,49 @@ class Config(RecBoleConfig):
                 self.final_config_dict["data_path"] = str(candidate)
         super()._set_default_parameters()
 
+    def _init_device(self):
+        """RecBole's device choice in one process; in a data-parallel worker, the process group on ``ddp_backend``.
+
+        RecBole 1.2.1 always joins with NCCL, which cannot run on a CPU: here ``ddp_backend: auto`` means NCCL when
+        each process has a GPU and gloo otherwise. A worker of ``--nproc=N`` has ``local_rank`` in its config
+        (:func:`recbole_streamrec.quick_start.run` sets it, with ``world_size``, ``ip``, ``port``, ``offset``); a process
+        started by ``torchrun`` is recognised by its environment (``LOCAL_RANK``, ``WORLD_SIZE`` > 1).
+        """
+        final = self.final_config_dict
+        torchrun = "local_rank" not in final and "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
+        if "local_rank" not in final and not torchrun:
+            return super()._init_device()
+        import torch
+
+        from recbole_streamrec.distributed import init_process_group, resolve_backend
+
+        if torchrun:
+            final.update(local_rank=int(os.environ["LOCAL_RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                         offset=int(os.environ["RANK"]) - int(os.environ["LOCAL_RANK"]),
+                         nproc=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        gpu_id = final.get("gpu_id", "")
+        final["gpu_id"] = gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id  # as RecBole: gpu_id lists the GPUs, one per process
+        local_rank, nproc = final["local_rank"], final.get("nproc") or 1
+        gpus = [g for g in gpu_id.split(",") if g.strip()]
+        if final.get("use_gpu", True) and gpus and torch.cuda.is_available():
+            if len(gpus) < nproc:
+                raise UserError(f"nproc={nproc} GPU processes need {nproc} GPUs in gpu_id, not {gpu_id!r}: "
+                                "give --gpu_id=0,1,…, or --use_gpu=False to run on the CPU (gloo)")
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        rank = local_rank + (final.get("offset") or 0)
+        world_size = final.get("world_size") or -1
+        world_size = world_size if world_size > 0 else nproc
+        init_method = "env://" if torchrun else f"tcp://{final.get('ip') or 'localhost'}:{final['port']}"
+        init_process_group(resolve_backend(final.get("ddp_backend"), device), rank=rank, world_size=world_size,
+                           init_method=init_method)
+        final.update(device=device, single_spec=False, world_size=world_size)
+        if rank != 0:  # as RecBole: only rank 0 logs and shows progress
+            final.update(state="error", show_progress=False, verbose=False)
+
 
 def without_run_flags(args: list[str]) -> list[str]:
     """``args`` minus the run script's own flags (``--resume``, ``--config_files=…``, ``-m TIGER``, …)."""
@@ -171,7 +214,8 @@ _INT_MIN = {  # key: smallest valid value
                      "rl_steps_per_epoch", "rl_batch_size", "rl_hard_negatives", "reasoning_beam", "rl_iterations",
                      "length_bucket_width", "lr_decay_epochs", "threads"), 1),
     "codebook_size": 2, "rl_group_size": 2, "pt_neighbours": 0, "inference_reasoning_steps": 0,
-    "reasoning_steps": 0,  # l = 0: no trace (the ablation's "TIGER inside STREAM-Rec") "warmup_steps": 0,
+    "warmup_steps": 0, "reasoning_steps": 0,  # l = 0: no trace (the ablation's "TIGER inside STREAM-Rec")
+    "nproc": 1,  # processes of a data-parallel run
 }
 _POSITIVE = ("learning_rate", "pt_learning_rate", "sft_learning_rate", "rl_learning_rate", "cf_learning_rate",
              "rqvae_lr", "pt_temperature", "state_temperature", "rl_temperature", "sample_temperature", "dpo_beta",
@@ -179,7 +223,8 @@ _POSITIVE = ("learning_rate", "pt_learning_rate", "sft_learning_rate", "rl_learn
 _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "state_weight", "rl_kl_beta",
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
                  "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay")
-_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample")}
+_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample"),
+            "ddp_backend": ("auto", "gloo", "nccl")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 

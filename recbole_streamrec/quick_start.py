@@ -1,30 +1,43 @@
-"""One run: config → RecBole dataset and split → model → trainer → valid/test results."""
+"""One run: config → RecBole dataset and split → model → trainer → valid/test results.
+
+With ``nproc: N`` > 1 the run is data-parallel: :func:`run` starts N processes through
+``torch.multiprocessing.spawn`` (RecBole's ``run_recboles`` pattern), each runs :func:`run_config` as one rank, and
+rank 0's results come back. Under ``torchrun`` each process it starts is already a rank.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from logging import getLogger
 from typing import Any, Optional
 
+import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_streamrec.config import Config
 from recbole_streamrec.data.atomic_files import check_atomic_files, check_split
-from recbole_streamrec.data.batching import bucketed
-from recbole_streamrec.trainer.recipe import apply_precision, apply_threads
+from recbole_streamrec.data.batching import bucketed, length_sorted
+from recbole_streamrec.popularity import floor_line, popularity_floor
+from recbole_streamrec.trainer.checkpoint import plain_results
+from recbole_streamrec.distributed import free_port, is_distributed, is_main, sharded_eval
+from recbole_streamrec.errors import UserError
+from recbole_streamrec.trainer.recipe import apply_precision, apply_threads, physical_cores
 from recbole_streamrec.utils import get_model, get_trainer
 
 
 def load_data(config: Config):
-    """RecBole's own dataset loading and leave-one-out split (training batches length-bucketed where configured)."""
+    """RecBole's own dataset loading and leave-one-out split (batches of similar history length where configured)."""
     check_atomic_files(config)  # bad rows and headers: one line naming the file and line, before RecBole reads it
     dataset = create_dataset(config)
     getLogger().info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     check_split(config, dataset, train_data, valid_data, test_data)
-    return dataset, bucketed(config, train_data), valid_data, test_data
+    valid_data, test_data = length_sorted(config, valid_data), length_sorted(config, test_data)
+    # under DDP each rank trains on its slice of every batch and evaluates its own block of users
+    return dataset, bucketed(config, train_data), sharded_eval(config, valid_data), sharded_eval(config, test_data)
 
 
 def run(
@@ -39,15 +52,69 @@ def run(
     """Train ``model`` on ``dataset`` and evaluate it; returns the valid/test results (and per-stage ones).
 
     ``eval_only`` skips training and evaluates the run's best checkpoint as it stands (e.g. of a run that
-    is still going or was stopped).
+    is still going or was stopped). With ``nproc`` > 1 it starts one process per rank and returns rank 0's
+    results; in a rank other than 0 (under ``torchrun``) it returns None.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if (config["nproc"] or 1) > 1 and config["single_spec"]:  # the launching process: one worker per rank
+        return launch(config, dict(model=model, dataset=dataset, config_file_list=config_file_list,
+                                   config_dict=config_dict, saved=saved, resume=resume, eval_only=eval_only))
+    try:
+        result = run_config(config, saved=saved, resume=resume, eval_only=eval_only)
+        return result if is_main() else None
+    finally:
+        if is_distributed():
+            torch.distributed.destroy_process_group()
+
+
+def launch(config: Config, run_kwargs: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """``run(**run_kwargs)`` in ``nproc`` processes (``torch.multiprocessing.spawn``); returns rank 0's results."""
+    import torch.multiprocessing as mp
+
+    nproc = config["nproc"]
+    run_kwargs["config_dict"] = {
+        **(run_kwargs["config_dict"] or {}), "nproc": nproc, "world_size": config["world_size"] or nproc,
+        "ip": config["ip"] or "localhost", "port": config["port"] or free_port(), "offset": config["offset"] or 0,
+    }
+    queue = mp.get_context("spawn").SimpleQueue()
+    try:
+        mp.spawn(_run_rank, args=(run_kwargs, queue), nprocs=nproc, join=True)
+    except mp.ProcessRaisedException:
+        error = None if queue.empty() else queue.get()
+        if isinstance(error, UserError):  # one line for the user, as in a one-process run
+            raise error from None
+        raise
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
+    """One spawned worker: ``run`` as rank ``offset + local_rank``; this machine's first worker reports back."""
+    run_kwargs["config_dict"]["local_rank"] = local_rank
+    try:
+        result = run(**run_kwargs)
+    except UserError as err:
+        if local_rank == 0:
+            queue.put(err)
+        raise
+    if local_rank == 0:
+        queue.put(result)
+
+
+def run_config(config: Config, saved: bool = True, resume: bool = False, eval_only: bool = False) -> dict[str, Any]:
+    """:func:`run` for a built ``config`` in this process (one rank of a data-parallel run, or the only one)."""
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logging.getLogger("recbole_streamrec").setLevel(logging.INFO)
+    if is_main():
+        init_logger(config)
+        logging.getLogger("recbole_streamrec").setLevel(logging.INFO)
+    else:  # only rank 0 writes the log; the other ranks report errors
+        logging.basicConfig(level=logging.ERROR)
+        logging.getLogger("recbole_streamrec").setLevel(logging.ERROR)
     logger = getLogger()
     logger.info(config)
-    logger.info(apply_threads(config["threads"]))
+    threads = config["threads"]
+    if threads is None and not config["single_spec"] and config["device"].type == "cpu":
+        threads = max(1, physical_cores() // (config["nproc"] or 1))  # the machine's cores shared by its ranks
+    logger.info(apply_threads(threads))
     if config["precision"] is not None:  # the generative models' key; baselines keep RecBole's enable_amp
         logger.info(apply_precision(config))
     _, train_data, valid_data, test_data = load_data(config)
@@ -69,16 +136,29 @@ def run(
         best_valid_result = trainer.evaluate(valid_data, load_best_model=True, show_progress=config["show_progress"])
         best_valid_score = best_valid_result[config["valid_metric"].lower()]
     else:
+        start = time.time()
         best_valid_score, best_valid_result = trainer.fit(
             train_data, valid_data, saved=saved, show_progress=config["show_progress"]
         )
+        train_seconds = time.time() - start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    floor = None
+    # generative models: is the run above "most popular first"? (one process only: popularity_floor's plain
+    # RecBole Trainer cannot run under DDP on a CPU)
+    if config["compare_with_pop"] and test_result and config["single_spec"]:
+        floor = popularity_floor(config, train_data, test_data)
+        logger.info(set_color("vs popularity", "yellow") + ": "
+                    + floor_line(plain_results(test_result), floor, config["valid_metric"].lower()))
     result = {
         "model": config["model"], "dataset": config["dataset"],
         "best_valid_score": best_valid_score, "valid_result": best_valid_result, "test_result": test_result,
     }
+    if not eval_only:
+        result["train_seconds"] = train_seconds  # wall clock of fit: training and validation, all stages
+    if floor is not None:
+        result["pop_test_result"] = floor
     if hasattr(trainer, "stage_results"):
         result["stage_results"] = trainer.stage_results
     return result

@@ -32,8 +32,15 @@ def plan_of(table2, *argv):
     return {s.name: s.args for s in table2.plan(args)}, args
 
 
-def test_baselines_get_the_grid_and_generative_models_their_own_rates(table2):
+def test_every_model_gets_the_grid_by_default(table2):
     runs, _ = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3,5e-3")
+    assert set(runs) == {f"{m}-lr{lr}" for m in ("SASRec", "TIGER", "STREAMRec") for lr in ("0.001", "0.005")}
+    assert "--learning_rate=0.005" in runs["SASRec-lr0.005"] and "--learning_rate=0.005" in runs["TIGER-lr0.005"]
+    assert "--sft_learning_rate=0.001" in runs["STREAMRec-lr0.001"]
+
+
+def test_baselines_get_the_grid_and_generative_models_their_own_rates(table2):
+    runs, _ = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3,5e-3", "--no_tune_generative")
     assert set(runs) == {"SASRec-lr0.001", "SASRec-lr0.005", "TIGER", "STREAMRec"}
     assert "--learning_rate=0.005" in runs["SASRec-lr0.005"]
     assert not any(a.startswith("--learning_rate") for a in runs["TIGER"] + runs["STREAMRec"])
@@ -43,7 +50,7 @@ def test_baselines_get_the_grid_and_generative_models_their_own_rates(table2):
 
 
 def test_generative_config_files_and_scoped_overrides_reach_only_their_models(table2):
-    runs, args = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3",
+    runs, args = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3", "--no_tune_generative",
                          "--generative_config_files", "properties/quick.yaml",
                          "--extra", "epochs=3", "STREAMRec:pt_epochs=2")
     sasrec, tiger, streamrec = runs["SASRec-lr0.001"], runs["TIGER"], runs["STREAMRec"]

@@ -186,3 +186,22 @@ def test_decay_groups_split_norms_from_matrices(tiny_tiger) -> None:
     n_params = sum(1 for p in tiny_tiger.parameters() if p.requires_grad)
     assert len(decay["params"]) + len(keep["params"]) == n_params
     assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in keep["params"])
+
+
+def test_evaluation_rows_sorted_by_length_give_the_same_metrics(make_config, tiny_data) -> None:
+    config, valid = tiny_data[0], tiny_data[3]
+    lengths = valid._dataset.inter_feat["item_length"]
+    assert torch.equal(lengths, lengths.sort().values), "evaluation rows come sorted by history length"
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model("TIGER")(config, tiny_data[2]._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], "TIGER")(config, model)
+    sorted_result = trainer.evaluate(valid, load_best_model=False)
+    feat = valid._dataset.inter_feat
+    valid._dataset.inter_feat = feat[torch.randperm(len(feat), generator=torch.Generator().manual_seed(0))]
+    try:
+        shuffled_result = trainer.evaluate(valid, load_best_model=False)
+    finally:
+        valid._dataset.inter_feat = feat
+    assert sorted_result.keys() == shuffled_result.keys()
+    for key in sorted_result:
+        assert sorted_result[key] == pytest.approx(shuffled_result[key], abs=1e-4), key

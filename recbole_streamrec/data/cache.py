@@ -5,6 +5,10 @@ hash of each dataset file it was computed from (:func:`dataset_inputs`), so an e
 gives a new name and a rebuild; :func:`explain_miss` logs which input changed since the closest older cache.
 Every file is written atomically (a temporary file, then ``os.replace``); one that no longer loads (truncated,
 corrupt) is reported with its path and rebuilt (:func:`load_cached`).
+
+Under DDP a cache is built once: rank 0 looks it up and, on a miss, builds and writes it; the other ranks wait in
+:func:`load_cached` until rank 0 has found the file or written it (the barrier at the end of :func:`save_cached`),
+then read it. Only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import numpy as np
+
+from recbole_streamrec.distributed import barrier, is_main
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,7 +63,20 @@ def cache_path(config: Mapping[str, Any], kind: str, spec: Mapping[str, Any], su
 
 
 def load_cached(path: Path, load: Callable[[Path], T], what: str) -> Optional[T]:
-    """``load(path)``, or None when there is no such file or it no longer loads (a warning names it)."""
+    """``load(path)``, or None when there is no such file or it no longer loads (a warning names it).
+
+    Under DDP the ranks other than 0 first wait for rank 0 (which reaches the barrier on a hit, or in
+    :func:`save_cached` after a miss); a miss that follows calls :func:`save_cached` as usual.
+    """
+    if not is_main():
+        barrier()
+    value = _load_file(path, load, what)
+    if is_main() and value is not None:
+        barrier()
+    return value
+
+
+def _load_file(path: Path, load: Callable[[Path], T], what: str) -> Optional[T]:
     if not path.is_file():
         return None
     try:
@@ -115,10 +134,16 @@ def _replace_atomically(path: Path, write: Callable[[Any], None]) -> None:
 
 
 def save_cached(path: Path, spec: Mapping[str, Any], array: np.ndarray, extra: Optional[dict] = None) -> None:
-    """Write ``array`` (``.npy``, or ``.npz`` as ``codes``) and its ``.json`` spec beside it, each atomically."""
+    """Write ``array`` (``.npy``, or ``.npz`` as ``codes``) and its ``.json`` spec beside it, each atomically.
+
+    Under DDP only rank 0 writes, then lets the ranks waiting in :func:`load_cached` go on.
+    """
+    if not is_main():
+        return
     if path.suffix == ".npz":
         _replace_atomically(path, lambda f: np.savez(f, codes=array))
     else:
         _replace_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
     sidecar = json.dumps({**spec, **(extra or {})}, indent=2, default=str).encode()
     _replace_atomically(path.with_suffix(".json"), lambda f: f.write(sidecar))
+    barrier()

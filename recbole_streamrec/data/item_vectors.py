@@ -135,7 +135,8 @@ def collaborative_item_vectors(config: Mapping[str, Any], train_dataset) -> np.n
     cf_config.update({"hidden_size": config["cf_hidden_size"], "inner_size": 4 * config["cf_hidden_size"],
                       "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5,
                       "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02,
-                      "loss_type": "CE", "train_batch_size": config["cf_batch_size"] or 2048})
+                      "loss_type": "CE", "train_batch_size": config["cf_batch_size"] or 2048,
+                      "single_spec": True})  # built once, by rank 0 alone under DDP: all rows, not a rank's shard
     torch.manual_seed(config["seed"] or 0)
     model = SASRec(cf_config, train_dataset).to(config["device"])
     loader = TrainDataLoader(cf_config, train_dataset, None, shuffle=True)

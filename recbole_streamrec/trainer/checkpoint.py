@@ -9,6 +9,9 @@ the files so a reader knows what made them, and keeps two of them:
 * the same name with ``-last`` — written at the start of every epoch, so a run stopped mid-training
   resumes from the last finished epoch with ``resume_checkpoint`` (``--resume`` on the command line);
   at the end of ``fit`` it is marked finished, and resuming a finished run keeps its best model.
+
+Under DDP only rank 0 writes; every rank calls :func:`save_checkpoint` at the same point and waits there until the
+file is written, so any rank may read it next (the ranks' weights are the same: their gradients are averaged).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 
 import torch
 from recbole.utils import set_color
+
+from recbole_streamrec.distributed import barrier, is_main
+from recbole_streamrec.trainer.ddp import DDPMixin
 
 
 def checkpoint_name(config, suffix: str = "") -> str:
@@ -32,7 +38,7 @@ def plain_results(result: Any) -> Any:
     return {str(k): float(v) for k, v in dict(result).items()}
 
 
-class SafeCheckpointMixin:
+class SafeCheckpointMixin(DDPMixin):
     """Mix in before a RecBole ``Trainer`` subclass: weights-only checkpoints plus per-epoch resume points."""
 
     def __init__(self, config, model):
@@ -104,7 +110,13 @@ def restore_model(model: torch.nn.Module, checkpoint: dict) -> None:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Write ``state`` to ``path`` through a temporary file: never a half-written checkpoint behind."""
+    """Write ``state`` to ``path`` through a temporary file: never a half-written checkpoint behind.
+
+    Under DDP rank 0 writes and every rank waits until it has (all ranks call this at the same point).
+    """
+    if not is_main():
+        barrier()
+        return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -113,6 +125,7 @@ def save_checkpoint(state: dict, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    barrier()
 
 
 def load_checkpoint(path: str, device: Any = "cpu") -> dict:

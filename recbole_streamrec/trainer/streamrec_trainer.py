@@ -20,6 +20,7 @@ saw item codes after 2·m neighbour tokens; ``reasoning`` keeps the stage-1 reas
 from __future__ import annotations
 
 import copy
+import math
 import os
 from time import time
 
@@ -27,6 +28,8 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_streamrec.data.batching import shard_weight
+from recbole_streamrec.distributed import rank, sum_across_ranks, world_size
 from recbole_streamrec.trainer.checkpoint import (
     SafeCheckpointMixin, checkpoint_name, load_checkpoint, plain_results, save_checkpoint,
 )
@@ -188,7 +191,9 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         """Write reasoning tokens for every training row into the dataset (field ``reasoning_tokens``).
 
         Rows go through in order of history length (each chunk holds similar lengths, so the encoder's
-        padding is short) and are written back in their own order. Logs :func:`trace_statistics`.
+        padding is short) and are written back in their own order. Logs :func:`trace_statistics`. Under DDP each
+        rank annotates every N-th chunk and the ranks' results are summed (each row is written by one rank, zeros
+        elsewhere), so every rank holds the same annotated dataset.
         """
         from recbole.data.interaction import Interaction
 
@@ -199,10 +204,11 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         tokens = torch.zeros(n, l, dtype=torch.long)
         distances = torch.zeros(n, l + 1)
         order = torch.argsort(feat[model.ITEM_SEQ_LEN], stable=True)  # [n], shortest history first
-        for start in range(0, n, batch):
+        for start in range(rank() * batch, n, world_size() * batch):
             rows = order[start : start + batch]
             chunk, dist = model.annotate(feat[rows].to(self.device), return_distances=True)
             tokens[rows], distances[rows] = chunk.cpu(), dist.float().cpu()
+        tokens, distances = sum_across_ranks(tokens, self.device), sum_across_ranks(distances, self.device)
         stats = trace_statistics(tokens, model.target_tokens(feat[model.POS_ITEM_ID].to(self.device)).cpu(),
                                  distances)
         if model.reasoning_trace == "constant":
@@ -224,17 +230,25 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._save_resume_point(epoch_idx)
         total, stats_sum, steps, passes = 0.0, {}, 0, 0
+        cap = math.ceil(self.grpo.batch_size / world_size())  # rl_batch_size users per step over all ranks
+        sampler = getattr(train_data, "bucket_sampler", None)
         for batch in train_data:
             if steps >= self.grpo.steps_per_epoch:
                 break
-            batch = batch[: self.grpo.batch_size].to(self.device)
+            batch = batch[:cap].to(self.device)
+            weight = shard_weight(sampler.shard_sizes, rank(), cap) if self.distributed and sampler else 1.0
             with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
                 rollouts = make_rollouts(self.model, self.kl_reference, batch, self.grpo)
             for _ in range(self.grpo.iterations):  # old log-probs fixed: the ratio and the clip act from pass 2
                 self.optimizer.zero_grad()
+                if self.distributed:  # RecBole's reduce hook: the backward averages the ranks' gradients
+                    self.set_reduce_hook()
                 with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
                     loss, stats = grpo_loss_on_rollouts(self.model, batch, rollouts, self.grpo)
-                loss.backward()
+                if self.distributed:  # this rank's rollouts weighted by their share of the step's users
+                    (loss * weight + self.sync_grad_loss()).backward()
+                else:
+                    loss.backward()
                 if self.clip_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
                 self.optimizer.step()
