@@ -2,6 +2,8 @@
 
     python run_recbole_streamrec.py --model=STREAMRec --dataset=ml-100k
     python run_recbole_streamrec.py --model=SASRec --dataset=amazon2018-scientific --config_files=a.yaml,b.yaml
+    python run_recbole_streamrec.py --model=TIGER --nproc=2                  # data-parallel: 2 processes (gloo / NCCL)
+    torchrun --nproc_per_node=2 run_recbole_streamrec.py --model=TIGER       # the same, started by torchrun
 
 Any other ``--key=value`` overrides a config key (RecBole reads them from the command line itself; list keys
 take ``--stages=[pretrain,rl]`` or ``--stages=pretrain,rl``). Bad input (a config key, a dataset file, a
@@ -52,7 +54,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         _log_traceback(err)
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.result_file:
+    if args.result_file and result is not None:  # None: a rank other than 0 of a torchrun launch
         with open(args.result_file, "w") as f:
             json.dump(result, f, indent=2, default=float)
     return 0
