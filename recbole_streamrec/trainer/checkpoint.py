@@ -91,7 +91,11 @@ class SafeCheckpointMixin(DDPMixin):
         self.best_valid_result = checkpoint["best_valid_result"]
         restore_model(self.model, checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.restore_training_state(checkpoint)
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
+
+    def restore_training_state(self, checkpoint: dict) -> None:
+        """What a subclass keeps beside the optimiser (e.g. the lr schedule's position), from the loaded checkpoint."""
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):

@@ -210,14 +210,7 @@ class RecipeMixin:
             state["scheduler"] = {"last_epoch": self.scheduler.last_epoch}
         return state
 
-    def resume_checkpoint(self, resume_file):
-        super().resume_checkpoint(resume_file)
-        from recbole_streamrec.trainer.checkpoint import load_checkpoint
-
-        if os.path.isfile(resume_file):
-            self.restore_schedule(load_checkpoint(resume_file, self.device))
-
-    def restore_schedule(self, checkpoint: dict) -> None:
+    def restore_training_state(self, checkpoint: dict) -> None:
         """Continue the schedule of a resumed run where it stopped."""
         saved = checkpoint.get("scheduler")
         if saved is not None and self.scheduler is not None:
