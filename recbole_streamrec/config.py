@@ -222,9 +222,11 @@ _POSITIVE = ("learning_rate", "pt_learning_rate", "sft_learning_rate", "rl_learn
              "rl_clip_eps")
 _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "state_weight", "rl_kl_beta",
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
-                 "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay")
-_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample"),
-            "ddp_backend": ("auto", "gloo", "nccl")}
+                 "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay",
+                 "progress_interval")
+_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint"),
+            "ddp_backend": ("auto", "gloo", "nccl"),
+            "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 

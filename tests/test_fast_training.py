@@ -205,3 +205,33 @@ def test_evaluation_rows_sorted_by_length_give_the_same_metrics(make_config, tin
     assert sorted_result.keys() == shuffled_result.keys()
     for key in sorted_result:
         assert sorted_result[key] == pytest.approx(shuffled_result[key], abs=1e-4), key
+
+
+# ---- progress lines inside long phases ------------------------------------------------------------------
+def test_progress_logs_at_most_once_per_interval_and_not_at_the_end(caplog) -> None:
+    from recbole_streamrec.trainer.progress import Progress
+
+    now = [0.0]
+    progress = Progress("[pretrain] epoch 0", total=10, interval=30, clock=lambda: now[0])
+    lines = []
+    for step in range(10):
+        now[0] += 10.0  # a step every 10 s: a line every 3 steps, none for the last (the epoch line follows)
+        lines.append(progress.tick(1, samples=512))
+    logged = [line for line in lines if line]
+    assert len(logged) == 3 and lines[2] and lines[5] and lines[8] and lines[9] is None
+    assert logged[0] == "[pretrain] epoch 0: 3/10 batches (30%), 51 samples/s, about 70s left"
+    silent = Progress("x", total=10, interval=0, clock=lambda: now[0])
+    assert all(silent.tick() is None for _ in range(10)), "progress_interval 0 turns the lines off"
+
+
+def test_training_epochs_log_progress_lines(make_config, tiny_data, caplog) -> None:
+    config = make_config("TIGER", epochs=1, progress_interval=1e-9, checkpoint_tag="progress")
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid = tiny_data[2], tiny_data[3]
+    model = get_model("TIGER")(config, train._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], "TIGER")(config, model)
+    with caplog.at_level("INFO"):
+        trainer.fit(train, valid, saved=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 0: ")]
+    assert len(lines) == len(train) - 1, "a line after every step but the last when the interval is tiny"
+    assert lines[0].startswith(f"epoch 0: 1/{len(train)} steps") and "samples/s" in lines[0]

@@ -37,7 +37,7 @@ M = 4  # codes per item
 STREAM_KEYS: dict[str, Any] = {
     "reasoning_steps": 2, "rl_hard_negatives": 5, "dpo_negative_pool": 3, "rl_group_size": 2,
     "rl_batch_size": 16, "rl_steps_per_epoch": 2, "pt_epochs": 1, "sft_rounds": 1, "sft_epochs_per_round": 1,
-    "rl_epochs": 1,
+    "rl_epochs": 1, "reasoning_decoding": "greedy",  # the decoding tests below name the other modes
 }
 
 
@@ -112,7 +112,13 @@ def iterative_inference_by_hand(model: STREAMRec, batch) -> dict[str, Tensor]:
     """
     enc, mask = model.encode(batch)
     table = model.t5.shared.weight  # E, [V, d]
-    code_ids = torch.arange(FIRST_CODE, table.shape[0])  # ℂ: every code token of every level
+    K = model.codebook_size
+
+    def step_ids(i: int) -> Tensor:  # cyclic: level (i mod m)'s K codes (residual quantisation); all: ℂ
+        if model.reasoning_levels == "all":
+            return torch.arange(FIRST_CODE, table.shape[0])
+        return torch.arange(FIRST_CODE + (i % M) * K, FIRST_CODE + (i % M + 1) * K)
+
     target = table[model.item_tokens[batch[model.POS_ITEM_ID]]].mean(dim=1)  # t = mean_j E[codes_j], [B, d]
     target = model.code_scale * target  # m·t with state_head: codes (SPEC §5b: one scale with the codes)
     seq = torch.full((target.shape[0], 1), PAD, dtype=torch.long)
@@ -126,7 +132,8 @@ def iterative_inference_by_hand(model: STREAMRec, batch) -> dict[str, Tensor]:
         if i == model.n_reasoning:
             break
         r = model.mlp_r(target - states[-1])  # r_{i+1} = MLP_r(t − s_i)
-        dist = (table[code_ids].unsqueeze(0) - r.unsqueeze(1)).norm(dim=-1)  # ‖E_k − r‖, [B, |ℂ|]
+        code_ids = step_ids(i)
+        dist = (table[code_ids].unsqueeze(0) - r.unsqueeze(1)).norm(dim=-1)  # ‖E_k − r‖ over the step's codes
         token = code_ids[dist.argmin(dim=1)]  # o_{i+1}
         residuals.append(r)
         tokens.append(token)
@@ -219,7 +226,8 @@ def test_sft_moves_residuals_onto_their_codes_and_states_toward_the_target(sft_t
     margin_before = state_margin(before["states"], before["target"])  # [l+1]
     margin_after = state_margin(after["states"], after["target"])
     assert margin_after[-1] > margin_after[1] + 0.005, margin_after
-    assert (margin_after[1:] > margin_before[1:] + 0.05).all(), (margin_before, margin_after)
+    # cyclic levels start from the target's own codes (margin ≈ 0.4–0.7 already), so the gain is smaller
+    assert (margin_after[1:] > margin_before[1:] + 0.02).all(), (margin_before, margin_after)
 
 
 
@@ -397,14 +405,24 @@ def assert_scores_are_real_items(model: STREAMRec, scores: Tensor, n_users: int)
     assert (scores[live] <= 0).all() and not torch.isnan(scores).any()
 
 
+def level_codes(model: STREAMRec, step: int) -> tuple[int, int]:
+    """Token ids ``[start, end)`` of prefix token ``step``: level (step mod m)'s codes, or ℂ with ``all``."""
+    if model.reasoning_levels == "all":
+        return FIRST_CODE, FIRST_CODE + M * model.codebook_size
+    start = FIRST_CODE + (step % M) * model.codebook_size
+    return start, start + model.codebook_size
+
+
 @torch.no_grad()
 def greedy_prefix_by_hand(model: STREAMRec, batch, steps: int) -> Tensor:
-    """``steps`` greedy tokens over ℂ from ``transformers``' uncached forward, ``[B, steps]``."""
+    """``steps`` greedy tokens, each over its step's codes (level i mod m: ``reasoning_levels: cyclic``), from
+    ``transformers``' uncached forward, ``[B, steps]``."""
     ids, mask = model.history_tokens(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
     seq = torch.full((ids.shape[0], 1), PAD, dtype=torch.long)
-    for _ in range(steps):
+    for i in range(steps):
         logits = model.t5(input_ids=ids, attention_mask=mask, decoder_input_ids=seq).logits[:, -1]  # [B, V]
-        seq = torch.cat([seq, FIRST_CODE + logits[:, FIRST_CODE:].argmax(dim=1, keepdim=True)], dim=1)
+        start, end = level_codes(model, i)
+        seq = torch.cat([seq, start + logits[:, start:end].argmax(dim=1, keepdim=True)], dim=1)
     return seq[:, 1:]
 
 
@@ -440,18 +458,19 @@ def test_a_pretrained_model_thinks_with_2m_neighbour_tokens(stream, tiny_batch, 
 
 @torch.no_grad()
 def best_two_token_prefix_by_hand(model: STREAMRec, batch) -> Tensor:
-    """argmax over all |ℂ|² prefixes (o₁, o₂) of log p(o₁) + log p(o₂ | o₁), softmax over ℂ → ``[B, 2]``."""
+    """argmax over all prefixes (o₁, o₂), each from its step's codes, of log p(o₁) + log p(o₂ | o₁) → ``[B, 2]``."""
     ids, mask = model.history_tokens(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
-    n, codes = ids.shape[0], torch.arange(FIRST_CODE, FIRST_CODE + M * model.codebook_size)
-    c = codes.numel()
+    (s1, e1), (s2, e2) = level_codes(model, 0), level_codes(model, 1)
+    first_codes, second_codes = torch.arange(s1, e1), torch.arange(s2, e2)
+    n, c1, c2 = ids.shape[0], e1 - s1, e2 - s2
     start = torch.full((n, 1), PAD, dtype=torch.long)
-    first = model.t5(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits[:, -1, FIRST_CODE:]
-    seq = torch.stack([torch.full((n * c,), PAD, dtype=torch.long), codes.repeat(n)], dim=1)  # [B·|ℂ|, 2]
-    second = model.t5(input_ids=ids.repeat_interleave(c, 0), attention_mask=mask.repeat_interleave(c, 0),
-                      decoder_input_ids=seq).logits[:, -1, FIRST_CODE:]
-    total = first.log_softmax(-1).unsqueeze(2) + second.log_softmax(-1).view(n, c, c)  # [B, o₁, o₂]
+    first = model.t5(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits[:, -1, s1:e1]
+    seq = torch.stack([torch.full((n * c1,), PAD, dtype=torch.long), first_codes.repeat(n)], dim=1)  # [B·c1, 2]
+    second = model.t5(input_ids=ids.repeat_interleave(c1, 0), attention_mask=mask.repeat_interleave(c1, 0),
+                      decoder_input_ids=seq).logits[:, -1, s2:e2]
+    total = first.log_softmax(-1).unsqueeze(2) + second.log_softmax(-1).view(n, c1, c2)  # [B, o₁, o₂]
     best = total.view(n, -1).argmax(dim=1)
-    return torch.stack([codes[best // c], codes[best % c]], dim=1)
+    return torch.stack([first_codes[best // c2], second_codes[best % c2]], dim=1)
 
 
 def assert_item_scores_follow(model: STREAMRec, batch, scores: Tensor, prefix: Tensor) -> None:
@@ -591,3 +610,56 @@ def test_grpo_loss_on_batch_trains_the_policy_only(rl_setup) -> None:
     finally:
         model.zero_grad(set_to_none=True)
         model.eval()
+
+
+def test_joint_decoding_is_the_marginal_over_traces(make_stream, tiny_batch, monkeypatch) -> None:
+    """``joint`` with every trace and every item kept scores item i as log Σ_o π(o | x) π(i | x, o), by hand
+    from ``transformers``' forward; with one trace it ranks like greedy (scores shifted by log π(trace))."""
+    batch = tiny_batch[:6]
+    model, _ = make_stream(reasoning_steps=1, reasoning_decoding="joint", reasoning_beam=M * 16,
+                           beam_size=M * 16 * N_ITEMS)
+    first_code, end = level_codes(model, 0)  # the one reasoning token's codes
+    n_codes = end - first_code
+    model.set_stage("sft")
+    with torch.no_grad():  # after the build (a cache miss trains the tokenizer)
+        scores = model.full_sort_predict(batch)  # [B, n_items]
+        ids, mask = model.history_tokens(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+        start = torch.full((ids.shape[0], 1), PAD, dtype=torch.long)
+        trace_logp = model.t5(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits[:, -1, first_code:end]
+        trace_logp = trace_logp.float().log_softmax(-1)  # [B, n_codes]: softmax over the step's codes
+        items = torch.arange(1, N_ITEMS)
+        by_hand = torch.full((ids.shape[0], N_ITEMS), float("-inf"))
+        for b in range(ids.shape[0]):
+            rows = batch[torch.full((n_codes * items.numel(),), b)]
+            traces = (first_code + torch.arange(n_codes)).repeat_interleave(items.numel()).unsqueeze(1)
+            logp = t5_item_logp(model, model.t5, rows, traces, items.repeat(n_codes)).view(n_codes, -1)
+            by_hand[b, 1:] = torch.logsumexp(trace_logp[b].unsqueeze(1) + logp, dim=0)
+        torch.testing.assert_close(scores, by_hand, atol=1e-4, rtol=0)
+
+    greedy_model, _ = make_stream(reasoning_steps=1, reasoning_decoding="greedy")
+    greedy_model.set_stage("sft")
+    greedy = greedy_model.full_sort_predict(batch)
+    one, _ = make_stream(reasoning_steps=1, reasoning_decoding="joint", reasoning_beam=1)
+    one.set_stage("sft")
+    joint = one.full_sort_predict(batch)
+    assert torch.equal(torch.isfinite(joint), torch.isfinite(greedy)), "one trace: the same top-k items"
+    shift = (joint - greedy).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    live = torch.isfinite(greedy)
+    for b in range(shift.shape[0]):
+        assert torch.allclose(shift[b][live[b]], shift[b][live[b]][0], atol=1e-4), "a constant log π(trace) shift"
+        assert shift[b][live[b]][0] < 0
+
+
+def test_joint_beam_returns_real_items_once_each(make_stream, tiny_batch) -> None:
+    """``joint``'s beam of (trace, item) pairs becomes one score per real item: an item reached by several
+    traces is counted once (at most ``beam_size`` items, never the padding id), scores are log-probabilities."""
+    batch = tiny_batch[:24]
+    model, _ = make_stream(reasoning_decoding="joint", reasoning_beam=8)
+    model.set_stage("sft")
+    items, scores = model.generate_items(batch)
+    live = torch.isfinite(scores)
+    assert items.shape == (24, model.beam_size) and live[:, 0].all()
+    assert (items[live] > 0).all() and (scores[live] <= 0).all()
+    for row, keep in zip(items, live):
+        assert row[keep].unique().numel() == int(keep.sum()), "an item appears once in the ranked list"
+    assert (scores[:, :-1] >= scores[:, 1:]).all(), "best first"

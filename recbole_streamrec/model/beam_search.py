@@ -33,35 +33,46 @@ def constrained_beam_search(
     trie: PrefixTrie,
     *,
     beam_size: int,
+    beams_per_user: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """Search the ``beam_size`` most likely items for each of ``B`` users.
 
     Args:
         step: runs the decoder one token further for all sequences in ``state``.
-        first_logprobs: ``[B, V]`` log-probabilities for the first item code (after any fixed prefix).
-        state: decoder cache holding one sequence per user, positioned before the first item code.
+        first_logprobs: ``[B·W, V]`` log-probabilities for the first item code (after any prefix), plus
+            each prefix's own log-probability when ``W = beams_per_user`` > 1.
+        state: decoder cache holding ``W`` sequences per user (adjacent), positioned before the first item code.
         trie: valid code tuples.
+        beams_per_user: ``W`` starting sequences per user (e.g. reasoning traces); level 0 chooses among
+            all ``W·K`` continuations, so one user's beams may follow different prefixes.
 
     Returns:
         items ``[B, beam]`` (RecBole item ids, 0 for a dead beam) and scores ``[B, beam]`` (sequence
         log-probabilities, −inf for a dead beam), best first.
     """
-    batch, k = first_logprobs.shape[0], trie.codebook_size
+    width, k = beams_per_user, trie.codebook_size
+    batch = first_logprobs.shape[0] // width
     beam = beam_size
-    # level 0: all users start at the root prefix (id 0)
-    root = torch.zeros(batch, dtype=torch.long, device=first_logprobs.device)
-    children = trie.step(0, root)  # [B, K]
-    logp = _level_slice(first_logprobs.float(), 0, k).masked_fill(children < 0, float("-inf"))
-    if beam > k:
-        # Level 0 has only K candidates: the beams beyond them start dead (-inf, no prefix) and the
-        # later levels (beam·K candidates) fill them. Capping the beam at K instead would return fewer
-        # than ``beam_size`` items whenever beam_size > codebook_size.
-        logp = torch.cat([logp, logp.new_full((batch, beam - k), float("-inf"))], dim=1)  # [B, beam]
-        children = torch.cat([children, children.new_full((batch, beam - k), -1)], dim=1)
-    scores, codes = logp.topk(beam, dim=-1)  # [B, beam]
-    prefix = children.gather(1, codes).masked_fill(scores == float("-inf"), -1)
-    codes = codes.clamp(max=k - 1)  # a padded (dead) beam still needs a valid token to feed
-    state.expand(beam)
+    # level 0: every sequence starts at the root prefix (id 0)
+    root = torch.zeros(batch * width, dtype=torch.long, device=first_logprobs.device)
+    children = trie.step(0, root).view(batch, width * k)  # [B, W·K]
+    logp = _level_slice(first_logprobs.float(), 0, k).reshape(batch, width * k).masked_fill(children < 0, float("-inf"))
+    if beam > width * k:
+        # Level 0 has only W·K candidates: the beams beyond them start dead (-inf, no prefix) and the
+        # later levels (beam·K candidates) fill them. Capping the beam at W·K instead would return fewer
+        # than ``beam_size`` items whenever beam_size > W·codebook_size.
+        pad = beam - width * k
+        logp = torch.cat([logp, logp.new_full((batch, pad), float("-inf"))], dim=1)  # [B, beam]
+        children = torch.cat([children, children.new_full((batch, pad), -1)], dim=1)
+    scores, flat = logp.topk(beam, dim=-1)  # [B, beam]
+    prefix = children.gather(1, flat).masked_fill(scores == float("-inf"), -1)
+    origin = (flat // k).clamp(max=width - 1)  # which starting sequence; a padded (dead) beam takes the last
+    codes = flat % k  # a padded beam still has a valid token to feed
+    if width == 1:
+        state.expand(beam)
+    else:
+        start = (torch.arange(batch, device=flat.device) * width).unsqueeze(1)  # [B, 1]
+        state.select((origin + start).reshape(-1))
     offsets = (torch.arange(batch, device=codes.device) * beam).unsqueeze(1)  # [B, 1]
     for level in range(1, trie.n_levels):
         tokens = (FIRST_CODE + (level - 1) * k + codes).reshape(-1, 1)  # [B·beam, 1]

@@ -27,6 +27,14 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
 * **L_State** compares cosines over τ with a detached t (``state_similarity: cosine``) or the paper's raw
   dot product with t not detached (``dot``).
 * **Constant trace** (``reasoning_trace: constant``): one fixed trace for every row, the ablation.
+* **One codebook per step** (``reasoning_levels: cyclic``, default): reasoning token i is chosen among level
+  (i mod m)'s K codes — in the annotation's argmin, in inference and in GRPO rollouts — as residual
+  quantisation quantises step i with codebook i. The trace then runs coarse to fine (its first token is a
+  level-0 code, shared by many items); over all of ℂ (``all``) the argmin took the largest residual
+  component first, usually a level-2/3 code that almost singles out one item.
+* **Joint decoding** (``reasoning_decoding: joint``, default): ``reasoning_beam`` traces, then one item beam
+  over all (trace, item) continuations; an item's score is its marginal over the kept traces. A greedy trace
+  commits every item of the top-k to one trace.
 """
 
 from __future__ import annotations
@@ -124,6 +132,7 @@ class STREAMRec(GenerativeRecommender):
         self.state_similarity = _choice(config, "state_similarity", "cosine", ("cosine", "dot"))
         self.code_scale = float(self.n_codes) if self.state_head == "codes" else 1.0  # units of t (see above)
         self.reasoning_trace = _choice(config, "reasoning_trace", "annotated", ("annotated", "constant"))
+        self.reasoning_levels = _choice(config, "reasoning_levels", "cyclic", ("cyclic", "all"))
         self.direct_inference = False  # True: evaluate the direct decoder with no prefix (TIGER)
         self.n_reasoning = config["reasoning_steps"]  # l
         self.inference_steps = config["inference_reasoning_steps"]
@@ -168,10 +177,19 @@ class STREAMRec(GenerativeRecommender):
         """t = mean_j E[codes(item)_j], ``[B, d]``."""
         return self.embeddings[self.target_tokens(items)].mean(dim=1)
 
-    def nearest_code(self, r: Tensor) -> Tensor:
-        """argmin_{k∈ℂ} ‖E_k − r‖ → token ids ``[...]`` for residuals ``r`` ``[..., d]``."""
-        dist = torch.cdist(r.reshape(-1, r.shape[-1]).float(), self.code_embeddings().float())
-        return (dist.argmin(dim=-1) + FIRST_CODE).view(r.shape[:-1])
+    def step_codes(self, step: int) -> tuple[int, int]:
+        """Token ids ``[start, end)`` a reasoning token at ``step`` (0-based) is drawn from: level ``step mod m``'s
+        K codes with ``reasoning_levels: cyclic`` (residual quantisation's codebook per step), all of ℂ with ``all``."""
+        if self.reasoning_levels == "all":
+            return FIRST_CODE, FIRST_CODE + self.n_codes * self.codebook_size
+        start = FIRST_CODE + (step % self.n_codes) * self.codebook_size
+        return start, start + self.codebook_size
+
+    def nearest_code(self, r: Tensor, step: int = 0) -> Tensor:
+        """argmin_k ‖E_k − r‖ over the codes of ``step`` (:meth:`step_codes`) → token ids ``[...]`` for ``r`` ``[..., d]``."""
+        start, end = self.step_codes(step)
+        dist = torch.cdist(r.reshape(-1, r.shape[-1]).float(), self.embeddings[start:end].float())
+        return (dist.argmin(dim=-1) + start).view(r.shape[:-1])
 
     def state(self, hidden_sum: Tensor, code_sum: Tensor) -> Tensor:
         """``s_i`` from ``Σ_{j≤i} d_j`` and ``Σ_{j≤i} E_{o_j}`` (both ``[..., d]``); see the module docstring."""
@@ -214,10 +232,10 @@ class STREAMRec(GenerativeRecommender):
         d_sum = cached.step(token, state)[:, -1]  # d_0
         code_sum = torch.zeros_like(t)  # Σ_{j≤i} E_{o_j}
         out, dist = [], []
-        for _ in range(self.n_reasoning):
+        for step in range(self.n_reasoning):
             s = self.state(d_sum, code_sum)  # s_{i−1}
             dist.append((t - s).norm(dim=-1))
-            token = self.nearest_code(self.mlp_r(t - s)).unsqueeze(1)  # o_i = NN(MLP_r(t − s_{i−1}))
+            token = self.nearest_code(self.mlp_r(t - s), step).unsqueeze(1)  # o_i = NN(MLP_r(t − s_{i−1}))
             out.append(token)
             code_sum = code_sum + self.embeddings[token.squeeze(1)]
             d_sum = d_sum + cached.step(token, state)[:, -1]  # Σ_{j≤i} d_j
@@ -325,10 +343,12 @@ class STREAMRec(GenerativeRecommender):
     def inference_decoder(self):
         return self.direct_decoder if self.direct_inference else self.t5.decoder
 
-    def _code_logp(self, hidden: Tensor) -> Tensor:
-        """Log-probabilities over the vocabulary with everything outside ℂ masked, ``[N, V]``."""
+    def _code_logp(self, hidden: Tensor, step: int = 0) -> Tensor:
+        """Log-probabilities of prefix token ``step``, everything outside its codes masked (:meth:`step_codes`), ``[N, V]``."""
         logits = self.logits(hidden).float()
-        logits[:, :FIRST_CODE] = float("-inf")
+        start, end = self.step_codes(step)
+        logits[:, :start] = float("-inf")
+        logits[:, end:] = float("-inf")
         return F.log_softmax(logits, dim=-1)
 
     def decode_prefix(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> Tensor:
@@ -340,11 +360,11 @@ class STREAMRec(GenerativeRecommender):
         hidden = cached.step(self.start_tokens(batch, self.item_codes.device), state)[:, -1]
         steps = self.prefix_steps()
         tokens = torch.zeros(batch, 0, dtype=torch.long, device=hidden.device)
-        if self.reasoning_decoding == "beam" and steps > 0:
+        if self.reasoning_decoding in ("beam", "joint") and steps > 0:  # joint: the best trace is shown
             hidden, tokens = self._beam_prefix(cached, state, hidden, steps)
         else:
-            for _ in range(steps):
-                logp = self._code_logp(hidden)
+            for step in range(steps):
+                logp = self._code_logp(hidden, step)
                 if self.reasoning_decoding == "sample":
                     token = torch.multinomial((logp / self.sample_temperature).softmax(-1), 1)
                 else:
@@ -361,19 +381,56 @@ class STREAMRec(GenerativeRecommender):
             cached = CachedT5Decoder(self.inference_decoder())
             state = cached.start(enc, mask)
             first, tokens = self.think(cached, state, enc.shape[0])
-            items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
-                                                    beam_size=max(k, self.beam_size))
+            if self.reasoning_decoding == "joint":
+                items, scores = self.generate_items(interaction, beam_size=max(k, self.beam_size))
+            else:
+                items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
+                                                        beam_size=max(k, self.beam_size))
         return tokens, items[:, :k], scores[:, :k]
 
+    @torch.no_grad()
+    def generate_items(self, interaction, beam_size: Optional[int] = None) -> tuple[Tensor, Tensor]:
+        """Top items and scores ``[B, beam]``; ``reasoning_decoding: joint`` searches traces and items together.
+
+        ``joint``: a beam of ``reasoning_beam`` traces, each with its log-probability, then one item beam of
+        ``beam_size`` over all (trace, item) continuations, so the top-k may follow different traces; an item
+        reached through several traces scores ``log Σ_traces π(trace | x) · π(item | x, trace)`` (the marginal
+        over the traces the beam kept). Greedy or beam decoding commits to one trace, and every item of the
+        top-k must then follow that trace.
+        """
+        steps = self.prefix_steps()
+        if self.reasoning_decoding != "joint" or steps == 0:
+            return super().generate_items(interaction, beam_size)
+        beam = beam_size or self.beam_size
+        with self._amp():
+            enc, mask = self.encode(interaction)
+            batch = enc.shape[0]
+            cached = CachedT5Decoder(self.inference_decoder())
+            state = cached.start(enc, mask)
+            hidden = cached.step(self.start_tokens(batch, enc.device), state)[:, -1]
+            hidden, _, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
+            width = trace_logp.shape[1]
+            first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)
+            items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam,
+                                                    beams_per_user=width)
+        marginal = torch.full((batch, self.n_items), float("-inf"), device=scores.device)
+        for j in range(beam):  # logsumexp over the traces that reach the same item
+            column = marginal.gather(1, items[:, j : j + 1])
+            marginal.scatter_(1, items[:, j : j + 1], torch.logaddexp(column, scores[:, j : j + 1]))
+        marginal[:, 0] = float("-inf")  # dead beams point at the padding item
+        scores, items = marginal.topk(min(beam, self.n_items), dim=-1)
+        return items.masked_fill(scores == float("-inf"), 0), scores
+
     def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor,
-                     steps: int) -> tuple[Tensor, Tensor]:
-        """Beam search over ℂ for the reasoning prefix; keeps the best sequence per user (state, tokens)."""
+                     steps: int, keep_all: bool = False):
+        """Beam search over ℂ for the reasoning prefix: the best sequence per user ``(hidden, tokens)``, or
+        with ``keep_all`` every beam ``(hidden [B·W, d], tokens [B, W, steps], log-probs [B, W])``."""
         batch, width = hidden.shape[0], self.reasoning_beam
         scores = hidden.new_zeros(batch, 1, dtype=torch.float)  # [B, beams]
         offsets = torch.arange(batch, device=hidden.device).unsqueeze(1)
         seqs = torch.zeros(batch, 1, 0, dtype=torch.long, device=hidden.device)  # [B, beams, t]
-        for _ in range(steps):
-            logp = self._code_logp(hidden)  # [B·beams, V]
+        for step in range(steps):
+            logp = self._code_logp(hidden, step)  # [B·beams, V]
             beams, vocab = scores.shape[1], logp.shape[-1]
             total = (scores.unsqueeze(-1) + logp.view(batch, beams, vocab)).view(batch, -1)
             scores, flat = total.topk(width, dim=-1)  # [B, width]
@@ -382,6 +439,8 @@ class STREAMRec(GenerativeRecommender):
                               token.unsqueeze(-1)], dim=2)  # [B, width, t + 1]
             state.select((origin + offsets * beams).reshape(-1))  # also expands 1 → width beams
             hidden = cached.step(token.reshape(-1, 1), state)[:, -1]
+        if keep_all:
+            return hidden, seqs, scores
         best = torch.arange(batch, device=hidden.device) * width  # topk is sorted: beam 0 is the best
         state.select(best)
         return hidden[best], seqs[:, 0]
@@ -412,6 +471,10 @@ class STREAMRec(GenerativeRecommender):
             logits = self.logits(hidden).float() / temperature
             logits[:, :FIRST_CODE] = float("-inf")
             level = step - self.n_reasoning
+            if level < 0 and self.reasoning_levels == "cyclic":  # a reasoning token: its step's level only
+                start, end = self.step_codes(step)
+                logits[:, :start] = float("-inf")
+                logits[:, end:] = float("-inf")
             if item_decoding != "free" and level >= 0:
                 allowed = self.trie.step(level, prefix) >= 0 if constrained else True  # [N, K]
                 start = FIRST_CODE + level * self.codebook_size

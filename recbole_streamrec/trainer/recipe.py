@@ -32,6 +32,8 @@ from typing import Any, Optional
 
 import torch
 
+from recbole_streamrec.trainer.progress import Progress
+
 SCHEDULES = ("constant", "cosine", "linear")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -156,6 +158,12 @@ class Recipe:
                    min_ratio=float(key("min_lr_ratio", 0.0)), weight_decay=float(key("weight_decay", 0.0) or 0.0))
 
 
+def progress_interval(config) -> float:
+    """Seconds between progress lines of a long phase (``progress_interval``; default 30, 0: none)."""
+    value = config["progress_interval"]
+    return 30.0 if value is None else float(value)
+
+
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """AdamW parameter groups: decay on matrices and embeddings, none on layer-norm scales and biases."""
     decay, keep = [], []
@@ -178,6 +186,8 @@ class RecipeMixin:
         self.recipe = Recipe.from_config(config)
         self.scheduler: Optional[torch.optim.lr_scheduler.LambdaLR] = None
         self.steps_per_epoch: Optional[int] = None
+        self.progress: Optional[Progress] = None  # the running epoch's progress lines (``progress_interval``)
+        self.rows_per_step = 0
         super().__init__(config, model)
 
     def _build_optimizer(self, **kwargs):
@@ -186,8 +196,13 @@ class RecipeMixin:
         kwargs.setdefault("weight_decay", recipe.weight_decay)
         optimizer = super()._build_optimizer(params=decay_groups(self.model, kwargs["weight_decay"]), **kwargs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
-        optimizer.register_step_post_hook(lambda *_: self.scheduler.step())
+        optimizer.register_step_post_hook(self._after_step)
         return optimizer
+
+    def _after_step(self, *_) -> None:
+        self.scheduler.step()
+        if self.progress is not None:
+            self.progress.tick(1, self.rows_per_step)
 
     def _lr_factor(self, step: int) -> float:
         recipe = self.recipe
@@ -201,8 +216,17 @@ class RecipeMixin:
         return len(train_data)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        self.steps_per_epoch = self.optimizer_steps_per_epoch(train_data)
+        self.start_progress(train_data, epoch_idx)
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def start_progress(self, train_data, epoch_idx: int) -> None:
+        """Steps of this epoch (for the schedule) and its progress lines, before the epoch runs."""
+        self.steps_per_epoch = self.optimizer_steps_per_epoch(train_data)
+        stage = getattr(self, "stage", None)
+        label = f"[{stage}] epoch {epoch_idx}" if stage else f"epoch {epoch_idx}"
+        rows = getattr(train_data, "sample_size", 0) or 0
+        self.rows_per_step = rows // max(len(train_data), 1) if self.steps_per_epoch == len(train_data) else 0
+        self.progress = Progress(label, self.steps_per_epoch, progress_interval(self.config), unit="steps")
 
     def _checkpoint_state(self, epoch: int) -> dict:
         state = super()._checkpoint_state(epoch)

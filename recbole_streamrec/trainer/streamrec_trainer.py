@@ -35,7 +35,8 @@ from recbole_streamrec.trainer.checkpoint import (
 )
 from recbole_streamrec.model.streamrec import trace_statistics
 from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_rollouts, make_rollouts
-from recbole_streamrec.trainer.recipe import Recipe, RecipeMixin
+from recbole_streamrec.trainer.progress import Progress
+from recbole_streamrec.trainer.recipe import Recipe, RecipeMixin, progress_interval
 
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
 STAGE_PREFIX = {"pretrain": "pt", "sft": "sft", "rl": "rl"}  # prefix of each stage's config keys
@@ -204,10 +205,13 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         tokens = torch.zeros(n, l, dtype=torch.long)
         distances = torch.zeros(n, l + 1)
         order = torch.argsort(feat[model.ITEM_SEQ_LEN], stable=True)  # [n], shortest history first
-        for start in range(rank() * batch, n, world_size() * batch):
+        starts = range(rank() * batch, n, world_size() * batch)
+        progress = Progress("annotation", len(starts), progress_interval(self.config), unit="chunks")
+        for start in starts:
             rows = order[start : start + batch]
             chunk, dist = model.annotate(feat[rows].to(self.device), return_distances=True)
             tokens[rows], distances[rows] = chunk.cpu(), dist.float().cpu()
+            progress.tick(1, len(rows))
         tokens, distances = sum_across_ranks(tokens, self.device), sum_across_ranks(distances, self.device)
         stats = trace_statistics(tokens, model.target_tokens(feat[model.POS_ITEM_ID].to(self.device)).cpu(),
                                  distances)
@@ -225,9 +229,9 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         return min(len(train_data), self.grpo.steps_per_epoch) * getattr(self.grpo, "iterations", 1)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        self.steps_per_epoch = self.optimizer_steps_per_epoch(train_data)
         if self.stage != "rl":
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.start_progress(train_data, epoch_idx)
         self._save_resume_point(epoch_idx)
         total, stats_sum, steps, passes = 0.0, {}, 0, 0
         cap = math.ceil(self.grpo.batch_size / world_size())  # rl_batch_size users per step over all ranks
