@@ -20,10 +20,13 @@ import yaml
 from recbole_streamrec.tokenizer.codes import FIRST_CODE
 
 
-def item_names(dataset, ids: list[int]) -> list[str]:
-    """RecBole item tokens, with the title when the dataset has one (``title`` field)."""
+def item_names(dataset, ids: list[int], texts: Optional[list[str]] = None) -> list[str]:
+    """RecBole item tokens, with the item's text (``texts``, from the ``.item`` file) or its loaded ``title`` field."""
     field = dataset.iid_field
     tokens = dataset.id2token(field, ids)
+    if texts is not None:
+        return [f"{t} ({texts[i].split('; ')[0].removeprefix('title: ')[:40]})" if texts[i] else str(t)
+                for t, i in zip(tokens, ids)]
     if "title" not in dataset.field2type or dataset.item_feat is None:
         return [str(t) for t in tokens]
     titles = dataset.item_feat["title"][ids]  # [n, words] token_seq ids, 0 = padding
@@ -38,7 +41,8 @@ def token_items(model, token: int) -> tuple[str, list[int]]:
     return f"L{level}:c{code}", items.tolist()
 
 
-def explain_rows(model, dataset, rows, *, topk: int = 10, per_token: int = 3, history: int = 10) -> str:
+def explain_rows(model, dataset, rows, *, topk: int = 10, per_token: int = 3, history: int = 10,
+                 texts: Optional[list[str]] = None) -> str:
     """The explanation of every row of ``rows`` (an ``Interaction``) as text."""
     if hasattr(model, "recommend"):
         think, items, scores = model.recommend(rows, k=topk)
@@ -51,17 +55,17 @@ def explain_rows(model, dataset, rows, *, topk: int = 10, per_token: int = 3, hi
         seq = rows[model.ITEM_SEQ][b, : int(rows[model.ITEM_SEQ_LEN][b])].tolist()
         target = int(rows[model.POS_ITEM_ID][b])
         out.append(f"user {user}: history ({len(seq)} items, last {min(history, len(seq))} shown, oldest first)")
-        out += [f"    {name}" for name in item_names(dataset, seq[-history:])]
-        out.append(f"  held-out item: {item_names(dataset, [target])[0]}")
+        out += [f"    {name}" for name in item_names(dataset, seq[-history:], texts)]
+        out.append(f"  held-out item: {item_names(dataset, [target], texts)[0]}")
         out.append(f"  reasoning ({think.shape[1]} tokens):")
         for i, token in enumerate(think[b].tolist()):
             label, pointed = token_items(model, token)
             hit = " (incl. the held-out item)" if target in pointed else ""
-            names = ", ".join(item_names(dataset, pointed[:per_token])) or "no item"
+            names = ", ".join(item_names(dataset, pointed[:per_token], texts)) or "no item"
             more = " …" if len(pointed) > per_token else ""
             out.append(f"    {i + 1}. {label} → {len(pointed)} items{hit}: {names}{more}")
         out.append(f"  top-{topk} (log-probability):")
-        names = item_names(dataset, items[b].tolist())
+        names = item_names(dataset, items[b].tolist(), texts)
         for rank, (name, item, score) in enumerate(zip(names, items[b].tolist(), scores[b].tolist())):
             mark = "  <- held-out item" if item == target else ""
             out.append(f"    {rank + 1:2d}. {score:8.3f}  {name}{mark}")
@@ -106,7 +110,10 @@ def main(argv: Optional[list[str]] = None) -> str:
     feat = test._dataset.inter_feat
     wanted = torch.as_tensor(dataset.token2id(dataset.uid_field, args.users.split(",")))
     rows = feat[torch.isin(feat[dataset.uid_field], wanted.reshape(-1)).nonzero().squeeze(1)]
-    text = explain_rows(model, dataset, rows.to(config["device"]), topk=args.topk)
+    from recbole_streamrec.data.item_vectors import has_item_text, item_texts
+
+    texts = item_texts(config, dataset) if has_item_text(config) else None
+    text = explain_rows(model, dataset, rows.to(config["device"]), topk=args.topk, texts=texts)
     print(text)
     return text
 
