@@ -84,6 +84,23 @@ def test_first_annotation_is_diverse_and_points_at_the_target(make_stream, feat)
     assert all(a > b for a, b in zip(dist, dist[1:])), stats
 
 
+def test_cyclic_levels_give_coarse_to_fine_traces(make_stream, feat) -> None:
+    """``reasoning_levels: cyclic`` (default): token i is a level-(i mod m) code, and at the first annotation
+    the first token is the target's own level-0 code far more often than when the argmin searches all of ℂ
+    (which takes the largest residual component first, usually a fine level's code)."""
+    shares = {}
+    for levels in ("cyclic", "all"):
+        model, _ = make_stream(reasoning_steps=3, reasoning_levels=levels)
+        K = model.codebook_size
+        tokens, _ = annotate_all(model, feat)
+        if levels == "cyclic":
+            level = (tokens - FIRST_CODE) // K  # [n, l]
+            assert (level == torch.arange(3).expand_as(level) % M).all()
+        target = model.target_tokens(feat[model.POS_ITEM_ID])  # [n, m]
+        shares[levels] = (tokens[:, 0] == target[:, 0]).float().mean().item()
+    assert shares["cyclic"] >= 0.8 and shares["cyclic"] > shares["all"] + 0.2, shares
+
+
 def test_plain_heads_reproduce_the_collapse(make_stream, feat) -> None:
     """The paper-literal heads (``residual_head``/``state_head: plain``) stay available, and show why
     they are not the default: the first annotation uses few traces."""
