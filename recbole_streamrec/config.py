@@ -224,7 +224,7 @@ _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "stat
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
                  "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay",
                  "progress_interval")
-_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint"),
+_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs")  # ``~`` is a valid value

@@ -23,6 +23,11 @@ def bench_script(name: str):
 
 
 @pytest.fixture(scope="module")
+def ablations():
+    yield from bench_script("ablations")
+
+
+@pytest.fixture(scope="module")
 def table2():
     yield from bench_script("table2")
 
@@ -107,3 +112,26 @@ def test_readme_block_puts_our_numbers_beside_the_papers_and_detects_drift(readm
 
 def test_the_committed_readme_matches_the_committed_results(readme_tables):
     assert readme_tables.main(["--check"]) == 0, "run: python bench/readme_tables.py"
+
+
+def test_ablations_bench_runs_every_ablation_on_tiny_data(ablations, tiny_root, tmp_path) -> None:
+    """bench/ablations.py end to end on ``tiny`` (tiny T5): every row of its tables is filled, the oracle too."""
+    import yaml
+
+    from conftest import DATASET, overrides
+
+    keys = overrides(tiny_root, "STREAMRec", reasoning_steps=2, rl_hard_negatives=5, dpo_negative_pool=3,
+                     rl_group_size=2, rl_batch_size=16, rl_steps_per_epoch=2, pt_epochs=1, sft_rounds=1,
+                     sft_epochs_per_round=1, rl_epochs=1)
+    data_path = keys.pop("data_path")
+    keys.pop("checkpoint_dir")
+    extra = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+             for k, v in keys.items()]
+    results = ablations.main(["--dataset", DATASET, "--data_path", data_path, "--out", str(tmp_path),
+                              "--max_steps", "2", "--extra", *extra])
+    assert set(results["traces"]) == {"learned", "constant", "none", "oracle (upper bound)"}
+    assert all("ndcg@10" in r for r in results["traces"].values()), results["traces"]
+    assert sorted(results["inference_steps"]) == [0, 1, 2]
+    assert {"sft_rl", "pure_rl", "pretrain"} <= set(results)
+    table = (tmp_path / "ablations.md").read_text()
+    assert "oracle (upper bound)" in table and "pure RL" in table and (tmp_path / "steps.png").is_file()

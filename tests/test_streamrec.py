@@ -663,3 +663,15 @@ def test_joint_beam_returns_real_items_once_each(make_stream, tiny_batch) -> Non
     for row, keep in zip(items, live):
         assert row[keep].unique().numel() == int(keep.sum()), "an item appears once in the ranked list"
     assert (scores[:, :-1] >= scores[:, 1:]).all(), "best first"
+
+
+def test_oracle_decoding_scores_items_after_the_annotated_trace(make_stream, tiny_batch) -> None:
+    """``oracle``: the trace is the annotation of each row's own target; items are scored after it."""
+    batch = tiny_batch[:12]
+    model, _ = make_stream(reasoning_decoding="oracle")
+    model.set_stage("sft")
+    with torch.no_grad():
+        think = model.annotate(batch)
+        scores = model.full_sort_predict(batch)
+    assert_scores_are_real_items(model, scores, 12)
+    assert_item_scores_follow(model, batch, scores, think)

@@ -99,7 +99,7 @@ def test_unknown_stage_names_the_key(config_for, monkeypatch: pytest.MonkeyPatch
     ("--rl_group_size=1", r"rl_group_size=1 .* integer >= 2"),
     ("--dropout_rate=1.5", r"dropout_rate=1.5 .* \[0, 1\)"),
     ("--sft_learning_rate=0", r"sft_learning_rate=0 .* > 0"),
-    ("--reasoning_decoding=beem", r"reasoning_decoding='beem' .* greedy, beam, sample, joint"),
+    ("--reasoning_decoding=beem", r"reasoning_decoding='beem' .* greedy, beam, sample, joint, oracle"),
     ("--beam_size=5", r"beam_size=5 .* largest topk \(10\)"),
 ])
 def test_bad_config_value_names_key_and_range(config_for, monkeypatch: pytest.MonkeyPatch, arg: str,

@@ -32,6 +32,8 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   quantisation quantises step i with codebook i. The trace then runs coarse to fine (its first token is a
   level-0 code, shared by many items); over all of ℂ (``all``) the argmin took the largest residual
   component first, usually a level-2/3 code that almost singles out one item.
+* **Oracle trace** (``reasoning_decoding: oracle``, evaluation only): the annotation of the row's own target is
+  fed as the trace, an upper bound of what a trace can give (the ablation's "oracle").
 * **Joint decoding** (``reasoning_decoding: joint``, default): ``reasoning_beam`` traces, then one item beam
   over all (trace, item) continuations; an item's score is its marginal over the kept traces. A greedy trace
   commits every item of the top-k to one trace.
@@ -399,6 +401,8 @@ class STREAMRec(GenerativeRecommender):
         top-k must then follow that trace.
         """
         steps = self.prefix_steps()
+        if self.reasoning_decoding == "oracle" and steps > 0 and self.stage != "pretrain":
+            return self._generate_after_oracle(interaction, beam_size or self.beam_size, steps)
         if self.reasoning_decoding != "joint" or steps == 0:
             return super().generate_items(interaction, beam_size)
         beam = beam_size or self.beam_size
@@ -420,6 +424,18 @@ class STREAMRec(GenerativeRecommender):
         marginal[:, 0] = float("-inf")  # dead beams point at the padding item
         scores, items = marginal.topk(min(beam, self.n_items), dim=-1)
         return items.masked_fill(scores == float("-inf"), 0), scores
+
+    def _generate_after_oracle(self, interaction, beam: int, steps: int) -> tuple[Tensor, Tensor]:
+        """``reasoning_decoding: oracle`` (a diagnostic upper bound, it reads the target): the item beam after
+        the trace the annotation writes for the row's own target (its first ``steps`` tokens)."""
+        with self._amp():
+            think = self.annotate(interaction)[:, :steps]  # [B, ≤ steps], needs the target item
+            enc, mask = self.encode(interaction)
+            cached = CachedT5Decoder(self.inference_decoder())
+            state = cached.start(enc, mask)
+            prefix = torch.cat([self.start_tokens(enc.shape[0], enc.device), think], dim=1)
+            first = F.log_softmax(self.logits(cached.step(prefix, state)[:, -1]).float(), dim=-1)
+            return constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam)
 
     def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor,
                      steps: int, keep_all: bool = False):
