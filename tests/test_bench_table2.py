@@ -1,5 +1,6 @@
 """bench/table2.py: which arguments each run of the plan receives (no run is started)."""
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -127,8 +128,13 @@ def test_ablations_bench_runs_every_ablation_on_tiny_data(ablations, tiny_root, 
     keys.pop("checkpoint_dir")
     extra = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
              for k, v in keys.items()]
-    results = ablations.main(["--dataset", DATASET, "--data_path", data_path, "--out", str(tmp_path),
-                              "--max_steps", "2", "--extra", *extra])
+    package_logger = logging.getLogger("recbole_streamrec")
+    level = package_logger.level
+    try:  # a run sets the package's logger to INFO; later tests count log records
+        results = ablations.main(["--dataset", DATASET, "--data_path", data_path, "--out", str(tmp_path),
+                                  "--max_steps", "2", "--extra", *extra])
+    finally:
+        package_logger.setLevel(level)
     assert set(results["traces"]) == {"learned", "constant", "none", "oracle (upper bound)"}
     assert all("ndcg@10" in r for r in results["traces"].values()), results["traces"]
     assert sorted(results["inference_steps"]) == [0, 1, 2]
