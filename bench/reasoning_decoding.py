@@ -21,11 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import torch
-    import yaml
     from recbole.utils import init_seed
 
-    from recbole_streamrec.config import Config
+    from recbole_streamrec.config import config_from_args
     from recbole_streamrec.quick_start import load_data
     from recbole_streamrec.trainer.checkpoint import load_checkpoint
     from recbole_streamrec.trainer.recipe import apply_threads
@@ -37,17 +35,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config_files", default=None, help="YAML files, comma separated")
     parser.add_argument("--widths", default="4,20", help="joint decoding: traces kept, comma separated")
     parser.add_argument("--out", required=True)
-    args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for arg in rest:  # --key=value config overrides, as the run script takes them
-        key, _, value = arg.lstrip("-").partition("=")
-        overrides[key] = yaml.safe_load(value)
+    args, rest = parser.parse_known_args(argv)  # rest: --key=value config overrides, as the run script takes them
     files = args.config_files.split(",") if args.config_files else None
-    argv0, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would parse our own arguments too
-    try:
-        config = Config(model="STREAMRec", dataset=args.dataset, config_file_list=files, config_dict=overrides)
-    finally:
-        sys.argv = argv0
+    config = config_from_args("STREAMRec", args.dataset, files, rest)
     init_seed(config["seed"], config["reproducibility"])
     apply_threads(config["threads"])
     _, train, valid, test = load_data(config)
@@ -75,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    keys = [arg.lstrip("-").partition("=")[0] for arg in rest]
+    overrides = {key: config[key] for key in keys}
     report = {"dataset": args.dataset, "config_files": files, "overrides": overrides, "rows": rows}
     (out / "decoding.json").write_text(json.dumps(report, indent=2))
     lines = ["| checkpoint | stage | decoding | traces | valid NDCG@10 | valid Recall@10 | test NDCG@10 | test Recall@10 | s |",

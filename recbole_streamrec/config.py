@@ -158,6 +158,20 @@ class Config(RecBoleConfig):
             final.update(state="error", show_progress=False, verbose=False)
 
 
+def config_from_args(model: str, dataset: str, config_files: list[str] | None, args: list[str]) -> "Config":
+    """A :class:`Config` from a script's own ``--key=value`` arguments (each value read as YAML), built
+    without RecBole's own parsing of ``sys.argv`` (it would read the script's other arguments too)."""
+    overrides = {}
+    for arg in args:
+        key, _, value = arg.lstrip("-").partition("=")
+        overrides[key] = yaml.safe_load(value)
+    argv0, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return Config(model=model, dataset=dataset, config_file_list=config_files, config_dict=overrides)
+    finally:
+        sys.argv = argv0
+
+
 def without_run_flags(args: list[str]) -> list[str]:
     """``args`` minus the run script's own flags (``--resume``, ``--config_files=…``, ``-m TIGER``, …)."""
     kept, skip_next = [], False

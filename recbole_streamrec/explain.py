@@ -11,11 +11,9 @@ its test row (leave-one-out: history = everything before the held-out item). A r
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Optional
 
 import torch
-import yaml
 
 from recbole_streamrec.tokenizer.codes import FIRST_CODE
 
@@ -75,7 +73,7 @@ def explain_rows(model, dataset, rows, *, topk: int = 10, per_token: int = 3, hi
 def main(argv: Optional[list[str]] = None) -> str:
     from recbole.utils import init_seed
 
-    from recbole_streamrec.config import Config
+    from recbole_streamrec.config import config_from_args
     from recbole_streamrec.quick_start import load_data
     from recbole_streamrec.trainer.checkpoint import load_checkpoint
     from recbole_streamrec.utils import get_model
@@ -87,19 +85,11 @@ def main(argv: Optional[list[str]] = None) -> str:
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--config_files", default=None, help="YAML files, comma or space separated")
     parser.add_argument("--topk", type=int, default=10)
-    args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for arg in rest:  # the run script's --key=value config overrides
-        key, _, value = arg.lstrip("-").partition("=")
-        overrides[key] = yaml.safe_load(value)
+    args, rest = parser.parse_known_args(argv)  # rest: the run script's --key=value config overrides
     checkpoint = load_checkpoint(args.checkpoint, "cpu")
     model_name = args.model or checkpoint.get("model", "STREAMRec")
     files = args.config_files.replace(",", " ").split() if args.config_files else None
-    argv0, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would parse our own arguments too
-    try:
-        config = Config(model=model_name, dataset=args.dataset, config_file_list=files, config_dict=overrides)
-    finally:
-        sys.argv = argv0
+    config = config_from_args(model_name, args.dataset, files, rest)
     init_seed(config["seed"], config["reproducibility"])
     dataset, train, _, test = load_data(config)
     model = get_model(model_name)(config, train._dataset)

@@ -345,13 +345,16 @@ class STREAMRec(GenerativeRecommender):
     def inference_decoder(self):
         return self.direct_decoder if self.direct_inference else self.t5.decoder
 
-    def _code_logp(self, hidden: Tensor, step: int = 0) -> Tensor:
-        """Log-probabilities of prefix token ``step``, everything outside its codes masked (:meth:`step_codes`), ``[N, V]``."""
-        logits = self.logits(hidden).float()
+    def _mask_to_step_codes(self, logits: Tensor, step: int) -> Tensor:
+        """``logits`` ``[N, V]`` with every token outside prefix step ``step``'s codes (:meth:`step_codes`) at −inf, in place."""
         start, end = self.step_codes(step)
         logits[:, :start] = float("-inf")
         logits[:, end:] = float("-inf")
-        return F.log_softmax(logits, dim=-1)
+        return logits
+
+    def _code_logp(self, hidden: Tensor, step: int = 0) -> Tensor:
+        """Log-probabilities of prefix token ``step`` over its codes (:meth:`step_codes`), ``[N, V]``."""
+        return F.log_softmax(self._mask_to_step_codes(self.logits(hidden).float(), step), dim=-1)
 
     def decode_prefix(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> Tensor:
         """Generate the free prefix (greedy | sample | beam), feed it, return first-item-code log-probs."""
@@ -362,7 +365,7 @@ class STREAMRec(GenerativeRecommender):
         hidden = cached.step(self.start_tokens(batch, self.item_codes.device), state)[:, -1]
         steps = self.prefix_steps()
         tokens = torch.zeros(batch, 0, dtype=torch.long, device=hidden.device)
-        if self.reasoning_decoding in ("beam", "joint") and steps > 0:  # joint: the best trace is shown
+        if self.reasoning_decoding == "beam" and steps > 0:
             hidden, tokens = self._beam_prefix(cached, state, hidden, steps)
         else:
             for step in range(steps):
@@ -378,17 +381,21 @@ class STREAMRec(GenerativeRecommender):
     @torch.no_grad()
     def recommend(self, interaction, k: int = 10) -> tuple[Tensor, Tensor, Tensor]:
         """``(reasoning tokens [B, steps], top-k items [B, k], their log-probabilities [B, k])`` (explain)."""
+        beam = max(k, self.beam_size)
+        if self._joint():
+            items, scores, tokens = self._joint_search(interaction, beam)
+            return tokens, items[:, :k], scores[:, :k]
         with self._amp():
             enc, mask = self.encode(interaction)
             cached = CachedT5Decoder(self.inference_decoder())
             state = cached.start(enc, mask)
             first, tokens = self.think(cached, state, enc.shape[0])
-            if self.reasoning_decoding == "joint":
-                items, scores = self.generate_items(interaction, beam_size=max(k, self.beam_size))
-            else:
-                items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
-                                                        beam_size=max(k, self.beam_size))
+            items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam)
         return tokens, items[:, :k], scores[:, :k]
+
+    def _joint(self) -> bool:
+        """Whether inference searches traces and items together (``joint`` with a prefix to decode)."""
+        return self.reasoning_decoding == "joint" and self.prefix_steps() > 0
 
     @torch.no_grad()
     def generate_items(self, interaction, beam_size: Optional[int] = None) -> tuple[Tensor, Tensor]:
@@ -403,16 +410,21 @@ class STREAMRec(GenerativeRecommender):
         steps = self.prefix_steps()
         if self.reasoning_decoding == "oracle" and steps > 0 and self.stage != "pretrain":
             return self._generate_after_oracle(interaction, beam_size or self.beam_size, steps)
-        if self.reasoning_decoding != "joint" or steps == 0:
+        if not self._joint():
             return super().generate_items(interaction, beam_size)
-        beam = beam_size or self.beam_size
+        return self._joint_search(interaction, beam_size or self.beam_size)[:2]
+
+    def _joint_search(self, interaction, beam: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``joint`` decoding (:meth:`generate_items`): items and marginal scores ``[B, beam]``, and the most
+        likely trace ``[B, steps]``."""
+        steps = self.prefix_steps()
         with self._amp():
             enc, mask = self.encode(interaction)
             batch = enc.shape[0]
             cached = CachedT5Decoder(self.inference_decoder())
             state = cached.start(enc, mask)
             hidden = cached.step(self.start_tokens(batch, enc.device), state)[:, -1]
-            hidden, _, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
+            hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
             width = trace_logp.shape[1]
             first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)
             items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam,
@@ -423,7 +435,7 @@ class STREAMRec(GenerativeRecommender):
             marginal.scatter_(1, items[:, j : j + 1], torch.logaddexp(column, scores[:, j : j + 1]))
         marginal[:, 0] = float("-inf")  # dead beams point at the padding item
         scores, items = marginal.topk(min(beam, self.n_items), dim=-1)
-        return items.masked_fill(scores == float("-inf"), 0), scores
+        return items.masked_fill(scores == float("-inf"), 0), scores, traces[:, 0]  # traces sorted: 0 is the best
 
     def _generate_after_oracle(self, interaction, beam: int, steps: int) -> tuple[Tensor, Tensor]:
         """``reasoning_decoding: oracle`` (a diagnostic upper bound, it reads the target): the item beam after
@@ -487,10 +499,8 @@ class STREAMRec(GenerativeRecommender):
             logits = self.logits(hidden).float() / temperature
             logits[:, :FIRST_CODE] = float("-inf")
             level = step - self.n_reasoning
-            if level < 0 and self.reasoning_levels == "cyclic":  # a reasoning token: its step's level only
-                start, end = self.step_codes(step)
-                logits[:, :start] = float("-inf")
-                logits[:, end:] = float("-inf")
+            if level < 0:  # a reasoning token: its step's codes (all of ℂ with reasoning_levels: all)
+                self._mask_to_step_codes(logits, step)
             if item_decoding != "free" and level >= 0:
                 allowed = self.trie.step(level, prefix) >= 0 if constrained else True  # [N, K]
                 start = FIRST_CODE + level * self.codebook_size

@@ -15,6 +15,12 @@ from typing import Optional
 from recbole_streamrec.distributed import rank
 
 
+def progress_interval(config) -> float:
+    """Seconds between progress lines of a long phase (``progress_interval``; default 30, 0: none)."""
+    value = config["progress_interval"]
+    return 30.0 if value is None else float(value)
+
+
 class Progress:
     """Counts units of work (``tick``) and logs where a phase stands every ``interval`` seconds."""
 

@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 import torch
 
-from recbole_streamrec.trainer.progress import Progress
+from recbole_streamrec.trainer.progress import Progress, progress_interval
 
 SCHEDULES = ("constant", "cosine", "linear")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -156,12 +156,6 @@ class Recipe:
             raise ValueError(f"{prefix + '_' if prefix else ''}lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
         return cls(schedule=schedule, warmup_steps=int(key("warmup_steps", 0)), decay_epochs=key("lr_decay_epochs", None),
                    min_ratio=float(key("min_lr_ratio", 0.0)), weight_decay=float(key("weight_decay", 0.0) or 0.0))
-
-
-def progress_interval(config) -> float:
-    """Seconds between progress lines of a long phase (``progress_interval``; default 30, 0: none)."""
-    value = config["progress_interval"]
-    return 30.0 if value is None else float(value)
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

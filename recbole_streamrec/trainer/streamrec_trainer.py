@@ -41,8 +41,8 @@ from recbole_streamrec.trainer.checkpoint import (
 )
 from recbole_streamrec.model.streamrec import trace_statistics
 from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_rollouts, make_rollouts
-from recbole_streamrec.trainer.progress import Progress
-from recbole_streamrec.trainer.recipe import Recipe, RecipeMixin, progress_interval
+from recbole_streamrec.trainer.progress import Progress, progress_interval
+from recbole_streamrec.trainer.recipe import Recipe, RecipeMixin
 
 STAGE_LABEL = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
 STAGE_PREFIX = {"pretrain": "pt", "sft": "sft", "rl": "rl"}  # prefix of each stage's config keys
