@@ -15,6 +15,7 @@ from recbole_streamrec.model.rewards import (
     group_advantages,
     grpo_loss,
     k3_kl,
+    per_reward_advantages,
     similarity_reward,
     thinking_likelihood_reward,
     thinking_ranking_reward,
@@ -146,6 +147,20 @@ def test_group_advantages_bessel_and_eps() -> None:
     assert got.tolist()[0] == pytest.approx([-2 / (math.sqrt(8) + 0.5), 2 / (math.sqrt(8) + 0.5)])
     with pytest.raises(ValueError):
         group_advantages(torch.ones(3, 1))
+
+
+def test_per_reward_advantages_give_each_reward_its_own_scale() -> None:
+    # "big" spreads 100× more than "small" and ranks the rollouts the other way round
+    rewards = {"big": torch.tensor([[0.0, 100.0, 200.0]], dtype=F64),
+               "small": torch.tensor([[2.0, 1.0, 0.0]], dtype=F64)}
+    weights = {"big": 1.0, "small": 1.0}
+    summed = group_advantages(combine_rewards(rewards, weights).view(1, 3))
+    assert summed[0, 0] < summed[0, 2]  # the sum follows "big" alone
+    got = per_reward_advantages(rewards, weights)
+    # each reward's z-scores are [-1, 0, 1] and [1, 0, -1] (up to eps): they cancel
+    assert got.tolist()[0] == pytest.approx([0.0, 0.0, 0.0], abs=1e-3)
+    got = per_reward_advantages(rewards, {"big": 1.0, "small": 2.0})
+    assert got.tolist()[0] == pytest.approx([1.0, 0.0, -1.0], abs=1e-3)
 
 
 def test_k3_kl() -> None:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from recbole_streamrec.config import Config
 from recbole_streamrec.data.item_vectors import item_vectors
-from recbole_streamrec.model.rewards import REWARD_NAMES
+from recbole_streamrec.model.rewards import REWARD_NAMES, group_advantages
 from recbole_streamrec.model.streamrec import STREAMRec
 from recbole_streamrec.model.t5_decoding import CachedT5Decoder
 from recbole_streamrec.tokenizer.codes import EOS, FIRST_CODE, PAD, tokens_to_codes
@@ -588,6 +588,19 @@ def test_rollout_rewards_and_group_advantages(rl_setup) -> None:
             assert valid.all()
         matched = rewards["exact_match"]
         assert ((matched >= 0) & (matched <= M) & (matched == matched.round())).all()
+
+
+def test_rollout_advantages_per_reward(rl_setup) -> None:
+    """``rl_advantage: per_reward``: the advantage is the weighted sum of each reward's group z-score."""
+    model, cfg, batch = rl_setup
+    b = batch[model.ITEM_SEQ].shape[0]
+    torch.manual_seed(0)
+    _, advantages, rewards = rollout_rewards(model, batch, dataclasses.replace(cfg, advantage="per_reward"))
+    want = sum(cfg.weights[n] * group_advantages(rewards[n].double().view(b, G)) for n in REWARD_NAMES)
+    torch.testing.assert_close(advantages.double(), want.view(-1), atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    _, total_adv, _ = rollout_rewards(model, batch, cfg)
+    assert not torch.allclose(advantages, total_adv, atol=1e-3), "per_reward differs from the paper's total"
 
 
 def test_grpo_loss_on_batch_trains_the_policy_only(rl_setup) -> None:

@@ -149,6 +149,23 @@ def group_advantages(rewards: Tensor, *, eps: float = 1e-4) -> Tensor:
     return (rewards - mean) / (std + eps)
 
 
+def per_reward_advantages(rewards: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """``Σ_k w_k · z_k`` with ``z_k`` reward k's group-relative advantage (``rl_advantage: per_reward``).
+
+    Each reward is normalised within its group before weighting, so its scale no longer decides its say in
+    the advantage; a reward that is the same for every rollout of a group contributes 0 there.
+
+    Args:
+        rewards: name → ``[B, G]`` reward, one row per user.
+        weights: name → weight (as :func:`combine_rewards`).
+
+    Returns:
+        ``[B, G]``.
+    """
+    return combine_rewards({k: group_advantages(r.to(torch.get_default_dtype())) for k, r in rewards.items()},
+                           weights)
+
+
 def reward_statistics(rewards: Mapping[str, Tensor], group: int) -> dict[str, float]:
     """Each reward's mean over the rollouts and its mean *within-group* standard deviation.
 

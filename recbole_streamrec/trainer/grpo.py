@@ -13,6 +13,10 @@ SPEC §5b choices:
 * **Iterations** (``rl_iterations``): the old log-probabilities are those of the rollout policy, computed
   once per rollout batch and fixed; pass 1 has ratio exactly 1, later passes see the ratio move and the
   clip act (TRL's ``num_iterations``).
+* **Advantage** (``rl_advantage``): ``total`` (default, the paper) normalises the weighted reward sum within
+  each user's group; ``per_reward`` normalises each reward within the group first and sums the weighted
+  z-scores, so a reward with a large within-group spread (thinking likelihood: std ≈ 4 against exact match's
+  ≈ 0.08 on ml-100k) cannot drown the others (not in the paper; ``docs/results/grpo-ml-100k-quick/``).
 * **Dropout**: the rollout, the old log-probabilities, the KL anchor and every optimisation pass all run
   with the model in eval mode (dropout off), so the ratio compares the very distribution that sampled the
   rollouts; gradients flow in eval mode as usual.
@@ -27,10 +31,12 @@ from torch import Tensor
 
 from recbole_streamrec.model.rewards import (
     REWARD_NAMES, combine_rewards, exact_match_reward, format_reward, group_advantages, grpo_loss,
-    reward_statistics, similarity_reward, thinking_likelihood_reward, thinking_ranking_reward,
+    per_reward_advantages, reward_statistics, similarity_reward, thinking_likelihood_reward, thinking_ranking_reward,
 )
 from recbole_streamrec.model.streamrec import ITEM_DECODINGS
 from recbole_streamrec.tokenizer.codes import tokens_to_codes
+
+ADVANTAGES = ("total", "per_reward")
 
 
 @dataclass(frozen=True)
@@ -45,19 +51,23 @@ class GRPOConfig:
     kl_beta: float
     weights: dict
     iterations: int = 1
+    advantage: str = "total"
 
     @classmethod
     def from_config(cls, config) -> "GRPOConfig":
         decoding = config["rl_item_decoding"] or "level"
         if decoding not in ITEM_DECODINGS:
             raise ValueError(f"rl_item_decoding must be one of {ITEM_DECODINGS}, not {decoding!r}")
+        advantage = config["rl_advantage"] or "total"
+        if advantage not in ADVANTAGES:
+            raise ValueError(f"rl_advantage must be one of {ADVANTAGES}, not {advantage!r}")
         return cls(
             group=config["rl_group_size"], batch_size=config["rl_batch_size"],
             steps_per_epoch=config["rl_steps_per_epoch"], temperature=config["rl_temperature"],
             item_decoding=decoding, hard_negatives=config["rl_hard_negatives"],
             clip_eps=config["rl_clip_eps"], kl_beta=config["rl_kl_beta"],
             weights={name: float(config[f"reward_{name}_weight"]) for name in REWARD_NAMES},
-            iterations=int(config["rl_iterations"] or 1),
+            iterations=int(config["rl_iterations"] or 1), advantage=advantage,
         )
 
 
@@ -96,7 +106,11 @@ def rollout_rewards(model, batch, cfg: GRPOConfig) -> tuple[Tensor, Tensor, dict
         "thinking_ranking": thinking_ranking_reward(cand_logp[:, 0], cand_logp[:, 1:]),
     }
     total = combine_rewards(rewards, cfg.weights)  # [B·G]
-    advantages = group_advantages(total.view(-1, cfg.group)).view(-1)
+    if cfg.advantage == "per_reward":
+        advantages = per_reward_advantages({k: r.view(-1, cfg.group) for k, r in rewards.items()},
+                                           cfg.weights).view(-1)
+    else:
+        advantages = group_advantages(total.view(-1, cfg.group)).view(-1)
     return tokens, advantages, {**rewards, "total": total}
 
 
