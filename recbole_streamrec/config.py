@@ -241,7 +241,7 @@ _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "stat
 _CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant"),
-            "rl_advantage": ("total", "per_reward")}
+            "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 

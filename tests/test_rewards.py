@@ -198,6 +198,19 @@ def test_grpo_loss_gradient_at_ratio_one() -> None:
     assert logp.grad.tolist() == [pytest.approx(row) for row in expected]
 
 
+def test_grpo_loss_per_token_advantages() -> None:
+    # [N, T] advantages: ∂loss/∂logp[n, t] = −A[n, t] / (T · N); a row-constant [N, T] equals the [N] form
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.1, -3.0, -1.0]], dtype=F64, requires_grad=True)
+    adv = torch.tensor([[1.0, 0.0, 3.0], [-2.0, -2.0, 0.0]], dtype=F64)
+    loss, _ = grpo_loss(logp, logp, logp.detach(), adv, torch.ones(2, 3), kl_beta=0.0)
+    loss.backward()
+    assert logp.grad.tolist() == [pytest.approx([-1 / 6, 0.0, -3 / 6]), pytest.approx([2 / 6, 2 / 6, 0.0])]
+    row = torch.tensor([1.0, -2.0], dtype=F64)
+    by_row, _ = grpo_loss(logp, logp, logp.detach(), row, torch.ones(2, 3), kl_beta=0.0)
+    by_token, _ = grpo_loss(logp, logp, logp.detach(), row.unsqueeze(1).expand(2, 3), torch.ones(2, 3), kl_beta=0.0)
+    assert by_row.item() == pytest.approx(by_token.item())
+
+
 def test_grpo_loss_clipping_depends_on_sign_of_advantage() -> None:
     # four one-token rollouts: ratios 1.5, 1.5, 0.5, 0.5 with A = +1, −1, +1, −1 (ε = 0.2 → [0.8, 1.2])
     ratios = [1.5, 1.5, 0.5, 0.5]

@@ -603,6 +603,24 @@ def test_rollout_advantages_per_reward(rl_setup) -> None:
     assert not torch.allclose(advantages, total_adv, atol=1e-3), "per_reward differs from the paper's total"
 
 
+def test_rollout_advantages_split_credit(rl_setup) -> None:
+    """``rl_credit: split``: reasoning tokens carry the trace rewards' advantage, item tokens the item rewards'."""
+    from recbole_streamrec.trainer.grpo import ITEM_REWARDS, TRACE_REWARDS
+    model, cfg, batch = rl_setup
+    b, l = batch[model.ITEM_SEQ].shape[0], model.n_reasoning
+    torch.manual_seed(0)
+    _, advantages, rewards = rollout_rewards(model, batch, dataclasses.replace(cfg, credit="split"))
+    assert advantages.shape == (b * G, l + M)
+
+    def adv(names):
+        total = sum(cfg.weights[n] * rewards[n] for n in names).view(b, G)
+        return group_advantages(total).view(-1, 1)
+
+    torch.testing.assert_close(advantages[:, :l], adv(TRACE_REWARDS).expand(-1, l), atol=1e-5, rtol=0)
+    torch.testing.assert_close(advantages[:, l:], adv(ITEM_REWARDS).expand(-1, M), atol=1e-5, rtol=0)
+    assert not torch.allclose(advantages[:, 0], advantages[:, -1], atol=1e-3)
+
+
 def test_grpo_loss_on_batch_trains_the_policy_only(rl_setup) -> None:
     """Gradients reach the policy; neither the KL anchor (a copy left trainable, to catch a leak) nor π_ref
     gets any."""

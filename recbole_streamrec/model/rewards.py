@@ -223,7 +223,7 @@ def grpo_loss(
         logp: ``[N, T]`` per-token log-probs of the rollout under the current policy (with grad).
         old_logp: ``[N, T]`` the same under the policy that sampled the rollouts.
         ref_logp: ``[N, T]`` the same under the frozen reference (stage-2) policy.
-        advantages: ``[N]`` one advantage per rollout, shared by its tokens.
+        advantages: ``[N]`` one advantage per rollout, shared by its tokens, or ``[N, T]`` one per token.
         mask: ``[N, T]`` bool or 0/1, true on the rollout's tokens.
 
     Returns:
@@ -233,7 +233,7 @@ def grpo_loss(
         (``ρ > 1+ε`` with ``A > 0`` or ``ρ < 1−ε`` with ``A < 0``), i.e. where the token gets no gradient.
     """
     mask = mask.to(logp.dtype)  # [N, T]
-    adv = advantages.unsqueeze(-1)  # [N, 1]
+    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages  # [N, 1] or [N, T]
     ratio = torch.exp(logp - old_logp.detach())  # [N, T]
     clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)
     kl = k3_kl(logp, ref_logp.detach())  # [N, T]

@@ -17,6 +17,11 @@ SPEC §5b choices:
   each user's group; ``per_reward`` normalises each reward within the group first and sums the weighted
   z-scores, so a reward with a large within-group spread (thinking likelihood: std ≈ 4 against exact match's
   ≈ 0.08 on ml-100k) cannot drown the others (not in the paper; ``docs/results/grpo-ml-100k-quick/``).
+* **Credit** (``rl_credit``): ``rollout`` (default, the paper) gives every token of a rollout its one
+  advantage; ``split`` gives the reasoning tokens the advantage of the rewards about the trace (thinking
+  likelihood, thinking ranking, similarity) and the item tokens that of the rewards about the item (format,
+  exact match, similarity), so a sampled wrong item is not pushed up because its trace made the target likely
+  (not in the paper).
 * **Dropout**: the rollout, the old log-probabilities, the KL anchor and every optimisation pass all run
   with the model in eval mode (dropout off), so the ratio compares the very distribution that sampled the
   rollouts; gradients flow in eval mode as usual.
@@ -37,6 +42,9 @@ from recbole_streamrec.model.streamrec import ITEM_DECODINGS
 from recbole_streamrec.tokenizer.codes import tokens_to_codes
 
 ADVANTAGES = ("total", "per_reward")
+CREDITS = ("rollout", "split")
+TRACE_REWARDS = ("thinking_likelihood", "thinking_ranking", "similarity")  # rl_credit: split
+ITEM_REWARDS = ("format", "exact_match", "similarity")
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class GRPOConfig:
     weights: dict
     iterations: int = 1
     advantage: str = "total"
+    credit: str = "rollout"
 
     @classmethod
     def from_config(cls, config) -> "GRPOConfig":
@@ -61,6 +70,9 @@ class GRPOConfig:
         advantage = config["rl_advantage"] or "total"
         if advantage not in ADVANTAGES:
             raise ValueError(f"rl_advantage must be one of {ADVANTAGES}, not {advantage!r}")
+        credit = config["rl_credit"] or "rollout"
+        if credit not in CREDITS:
+            raise ValueError(f"rl_credit must be one of {CREDITS}, not {credit!r}")
         return cls(
             group=config["rl_group_size"], batch_size=config["rl_batch_size"],
             steps_per_epoch=config["rl_steps_per_epoch"], temperature=config["rl_temperature"],
@@ -68,6 +80,7 @@ class GRPOConfig:
             clip_eps=config["rl_clip_eps"], kl_beta=config["rl_kl_beta"],
             weights={name: float(config[f"reward_{name}_weight"]) for name in REWARD_NAMES},
             iterations=int(config["rl_iterations"] or 1), advantage=advantage,
+            credit=credit,
         )
 
 
@@ -76,7 +89,7 @@ class Rollouts:
     """One rollout batch, fixed across the ``rl_iterations`` passes (all ``[B·G, …]``)."""
 
     tokens: Tensor  # [B·G, l+m]
-    advantages: Tensor  # [B·G]
+    advantages: Tensor  # [B·G] ([B·G, l+m] with rl_credit: split)
     old_logp: Tensor  # [B·G, l+m] under the policy that sampled them
     ref_logp: Tensor  # [B·G, l+m] under the frozen KL anchor
     stats: dict  # reward_<name> (mean) and reward_<name>_std (within-group std)
@@ -84,7 +97,8 @@ class Rollouts:
 
 @torch.no_grad()
 def rollout_rewards(model, batch, cfg: GRPOConfig) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """Sample ``G`` rollouts per user and score them → tokens ``[B·G, l+m]``, advantages ``[B·G]``, rewards."""
+    """Sample ``G`` rollouts per user and score them → tokens ``[B·G, l+m]``, advantages ``[B·G]`` (``[B·G, l+m]``
+    with ``rl_credit: split``), rewards."""
     model.eval()
     items = batch[model.POS_ITEM_ID]  # [B]
     enc, mask = model.encode(batch)
@@ -106,12 +120,21 @@ def rollout_rewards(model, batch, cfg: GRPOConfig) -> tuple[Tensor, Tensor, dict
         "thinking_ranking": thinking_ranking_reward(cand_logp[:, 0], cand_logp[:, 1:]),
     }
     total = combine_rewards(rewards, cfg.weights)  # [B·G]
-    if cfg.advantage == "per_reward":
-        advantages = per_reward_advantages({k: r.view(-1, cfg.group) for k, r in rewards.items()},
-                                           cfg.weights).view(-1)
+    if cfg.credit == "split":  # [B·G, l+m]: trace tokens get the trace rewards' advantage, item tokens the item's
+        trace = _advantages({k: rewards[k] for k in TRACE_REWARDS}, cfg)
+        item = _advantages({k: rewards[k] for k in ITEM_REWARDS}, cfg)
+        advantages = torch.cat([trace.unsqueeze(1).expand(-1, think.shape[1]),
+                                item.unsqueeze(1).expand(-1, item_tokens.shape[1])], dim=1)
     else:
-        advantages = group_advantages(total.view(-1, cfg.group)).view(-1)
+        advantages = _advantages(rewards, cfg)
     return tokens, advantages, {**rewards, "total": total}
+
+
+def _advantages(rewards: dict[str, Tensor], cfg: GRPOConfig) -> Tensor:
+    """``[B·G]`` group-relative advantages of ``rewards`` as ``rl_advantage`` says."""
+    if cfg.advantage == "per_reward":
+        return per_reward_advantages({k: r.view(-1, cfg.group) for k, r in rewards.items()}, cfg.weights).view(-1)
+    return group_advantages(combine_rewards(rewards, cfg.weights).view(-1, cfg.group)).view(-1)
 
 
 def _policy_logp(model, batch, tokens: Tensor, group: int) -> Tensor:
