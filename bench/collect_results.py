@@ -32,9 +32,11 @@ def rows_of(result: dict) -> list[tuple[str, str, dict, dict]]:
     return [(result["model"], result["model"], result["test_result"], result["valid_result"])]
 
 
-def epoch_seconds(log: Path) -> float:
-    """Sum of RecBole's ``training [time: …s`` and ``evaluating [time: …s`` over a run log."""
-    return sum(float(m) for m in re.findall(r"(?:training|evaluating) \[time: ([0-9.]+)s", log.read_text()))
+def epoch_seconds(logs: str) -> float:
+    """Sum of RecBole's ``training [time: …s`` and ``evaluating [time: …s`` over ``+``-joined run logs (a run
+    and its ``--resume`` continuations)."""
+    return sum(float(m) for log in logs.split("+")
+               for m in re.findall(r"(?:training|evaluating) \[time: ([0-9.]+)s", Path(log).read_text()))
 
 
 def main() -> None:
@@ -46,14 +48,15 @@ def main() -> None:
     parser.add_argument("--reference", default=None, help="row label whose test N@10 the others are divided by")
     parser.add_argument("--logs", default=None,
                         help="comma-separated run logs, one per result file (empty: none): the train time of a result "
-                             "without train_seconds is the sum of its epochs' training and evaluating times")
+                             "without train_seconds is the sum of its epochs' training and evaluating times; "
+                             "join a run's logs with + (a run and its --resume continuations)")
     args = parser.parse_args()
     names = args.names.split(",") if args.names else [None] * len(args.results)
     logs = args.logs.split(",") if args.logs else [""] * len(args.results)
     rows = []
     for path, name, log in zip(args.results, names, logs):
         result = json.loads(Path(path).read_text())
-        seconds = result.get("train_seconds") or (epoch_seconds(Path(log)) if log else None)
+        seconds = result.get("train_seconds") or (epoch_seconds(log) if log else None)
         for label, key, test, valid in rows_of(result):
             rows.append((name or label, key, test, valid, seconds))
     ref = next((r[2]["ndcg@10"] for r in rows if r[0] == args.reference), None)

@@ -141,3 +141,16 @@ def test_ablations_bench_runs_every_ablation_on_tiny_data(ablations, tiny_root, 
     assert {"sft_rl", "pure_rl", "pretrain"} <= set(results)
     table = (tmp_path / "ablations.md").read_text()
     assert "oracle (upper bound)" in table and "pure RL" in table and (tmp_path / "steps.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def collect():
+    yield from bench_script("collect_results")
+
+
+def test_collect_results_train_time_sums_a_run_and_its_resumes(collect, tmp_path) -> None:
+    first, resumed = tmp_path / "run.log", tmp_path / "resume.log"
+    first.write_text("epoch 0 training [time: 10.50s, train loss: 1]\nepoch 0 evaluating [time: 2.00s, valid_score: 0.1]\n")
+    resumed.write_text("Resume training from epoch 1\nepoch 1 training [time: 7.25s, train loss: 1]\n")
+    assert collect.epoch_seconds(str(first)) == pytest.approx(12.5)
+    assert collect.epoch_seconds(f"{first}+{resumed}") == pytest.approx(19.75)
