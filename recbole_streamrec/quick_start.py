@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from logging import getLogger
 from typing import Any, Optional
@@ -61,6 +62,8 @@ def run(
                                    config_dict=config_dict, saved=saved, resume=resume, eval_only=eval_only))
     try:
         result = run_config(config, saved=saved, resume=resume, eval_only=eval_only)
+        if is_distributed():  # leave together: a rank that tears gloo down while a peer still talks to it aborts
+            torch.distributed.barrier()
         return result if is_main() else None
     finally:
         if is_distributed():
@@ -98,6 +101,13 @@ def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
         raise
     if local_rank == 0:
         queue.put(result)
+    # The work is done and reported: leave without the interpreter's teardown, where a C++ thread still
+    # attached to torch's distributed runtime can abort the worker ("terminate called without an active
+    # exception") and turn a finished run into a failed one.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_config(config: Config, saved: bool = True, resume: bool = False, eval_only: bool = False) -> dict[str, Any]:
