@@ -22,9 +22,8 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from recbole_streamrec.config import parse_overrides  # noqa: E402
 from recbole_streamrec.quick_start import run  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
@@ -48,9 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     root = Path(__file__).resolve().parent.parent
     files = [str(root / "properties" / "quick.yaml")] if args.quick else None
     base = {"data_path": args.data_path, "checkpoint_dir": str(out / "checkpoints"), "show_progress": False}
-    for item in args.extra:
-        key, _, value = item.partition("=")
-        base[key] = yaml.safe_load(value)
+    base.update(parse_overrides(args.extra))
 
     def go(tag: str, eval_only: bool = False, **keys) -> dict:
         return run("STREAMRec", args.dataset, config_file_list=files, eval_only=eval_only,

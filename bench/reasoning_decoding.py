@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 def main(argv: list[str] | None = None) -> dict:
     from recbole.utils import init_seed
 
-    from recbole_streamrec.config import config_from_args
+    from recbole_streamrec.config import config_from_args, parse_overrides
     from recbole_streamrec.quick_start import load_data
     from recbole_streamrec.trainer.checkpoint import load_checkpoint
     from recbole_streamrec.trainer.recipe import apply_threads
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = [arg.lstrip("-").partition("=")[0] for arg in rest]
-    overrides = {key: config[key] for key in keys}
+    overrides = {key: config[key] for key in parse_overrides(rest)}
     report = {"dataset": args.dataset, "config_files": files, "overrides": overrides, "rows": rows}
     (out / "decoding.json").write_text(json.dumps(report, indent=2))
     lines = ["| checkpoint | stage | decoding | traces | valid NDCG@10 | valid Recall@10 | test NDCG@10 | test Recall@10 | s |",

@@ -158,16 +158,21 @@ class Config(RecBoleConfig):
             final.update(state="error", show_progress=False, verbose=False)
 
 
-def config_from_args(model: str, dataset: str, config_files: list[str] | None, args: list[str]) -> "Config":
-    """A :class:`Config` from a script's own ``--key=value`` arguments (each value read as YAML), built
-    without RecBole's own parsing of ``sys.argv`` (it would read the script's other arguments too)."""
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """A script's ``--key=value`` arguments as ``{key: value}``, each value read as YAML."""
     overrides = {}
     for arg in args:
         key, _, value = arg.lstrip("-").partition("=")
         overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def config_from_args(model: str, dataset: str, config_files: list[str] | None, args: list[str]) -> "Config":
+    """A :class:`Config` from a script's own ``--key=value`` arguments (:func:`parse_overrides`), built
+    without RecBole's own parsing of ``sys.argv`` (it would read the script's other arguments too)."""
     argv0, sys.argv = sys.argv, sys.argv[:1]
     try:
-        return Config(model=model, dataset=dataset, config_file_list=config_files, config_dict=overrides)
+        return Config(model=model, dataset=dataset, config_file_list=config_files, config_dict=parse_overrides(args))
     finally:
         sys.argv = argv0
 

@@ -101,6 +101,8 @@ def test_unknown_stage_names_the_key(config_for, monkeypatch: pytest.MonkeyPatch
     ("--sft_learning_rate=0", r"sft_learning_rate=0 .* > 0"),
     ("--reasoning_decoding=beem", r"reasoning_decoding='beem' .* greedy, beam, sample, joint, oracle"),
     ("--beam_size=5", r"beam_size=5 .* largest topk \(10\)"),
+    ("--rl_advantage=sum", r"rl_advantage='sum' .* total, per_reward"),
+    ("--rl_credit=tokens", r"rl_credit='tokens' .* rollout, split"),
 ])
 def test_bad_config_value_names_key_and_range(config_for, monkeypatch: pytest.MonkeyPatch, arg: str,
                                               message: str) -> None:

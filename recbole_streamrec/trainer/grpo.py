@@ -41,8 +41,6 @@ from recbole_streamrec.model.rewards import (
 from recbole_streamrec.model.streamrec import ITEM_DECODINGS
 from recbole_streamrec.tokenizer.codes import tokens_to_codes
 
-ADVANTAGES = ("total", "per_reward")
-CREDITS = ("rollout", "split")
 TRACE_REWARDS = ("thinking_likelihood", "thinking_ranking", "similarity")  # rl_credit: split
 ITEM_REWARDS = ("format", "exact_match", "similarity")
 
@@ -67,20 +65,14 @@ class GRPOConfig:
         decoding = config["rl_item_decoding"] or "level"
         if decoding not in ITEM_DECODINGS:
             raise ValueError(f"rl_item_decoding must be one of {ITEM_DECODINGS}, not {decoding!r}")
-        advantage = config["rl_advantage"] or "total"
-        if advantage not in ADVANTAGES:
-            raise ValueError(f"rl_advantage must be one of {ADVANTAGES}, not {advantage!r}")
-        credit = config["rl_credit"] or "rollout"
-        if credit not in CREDITS:
-            raise ValueError(f"rl_credit must be one of {CREDITS}, not {credit!r}")
         return cls(
             group=config["rl_group_size"], batch_size=config["rl_batch_size"],
             steps_per_epoch=config["rl_steps_per_epoch"], temperature=config["rl_temperature"],
             item_decoding=decoding, hard_negatives=config["rl_hard_negatives"],
             clip_eps=config["rl_clip_eps"], kl_beta=config["rl_kl_beta"],
             weights={name: float(config[f"reward_{name}_weight"]) for name in REWARD_NAMES},
-            iterations=int(config["rl_iterations"] or 1), advantage=advantage,
-            credit=credit,
+            iterations=int(config["rl_iterations"] or 1),
+            advantage=config["rl_advantage"] or "total", credit=config["rl_credit"] or "rollout",  # checked at start-up
         )
 
 
