@@ -226,7 +226,7 @@ def read_yaml(file: str | os.PathLike, loader: Any) -> dict[str, Any]:
 # ---- start-up validation: bounded keys of properties/*.yaml (checked only where a model's config has them) ----
 _INT_MIN = {  # key: smallest valid value
     **dict.fromkeys(("epochs", "train_batch_size", "eval_batch_size", "stopping_step", "MAX_ITEM_LIST_LENGTH",
-                     "text_batch_size", "cf_hidden_size", "cf_epochs", "cf_batch_size", "rqvae_latent_dim",
+                     "text_batch_size", "cf_hidden_size", "cf_epochs", "cf_batch_size", "cooc_window", "rqvae_latent_dim",
                      "rqvae_levels", "rqvae_epochs", "rqvae_batch_size", "d_model", "d_ff", "d_kv", "num_heads",
                      "num_layers", "num_decoder_layers", "beam_size", "pt_epochs", "sft_rounds",
                      "sft_round_patience", "sft_epochs_per_round", "dpo_negative_pool", "rl_epochs",
@@ -243,7 +243,7 @@ _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "stat
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
                  "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay",
                  "progress_interval")
-_CHOICES = {"item_vector_source": ("text", "collaborative", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
+_CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split")}

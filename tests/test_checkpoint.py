@@ -123,3 +123,41 @@ def test_a_fresh_trainer_evaluates_a_checkpoint_of_a_model_with_other_parameters
     fresh = new_trainer(config, train)  # as --eval_only or bench/table2.py's timed pass do: nothing trained here
     assert fresh.model.max_cnt is None
     assert fresh.evaluate(valid, load_best_model=True) == expected
+
+
+def test_tiger_init_checkpoint_starts_a_new_run_from_the_weights_only(make_config, tiny_data, tmp_path, trained_epochs):
+    """``init_checkpoint``: another run's weights, a fresh optimiser and epoch counter; wrong files are named."""
+    from recbole_streamrec.errors import UserError
+
+    _, _, train, valid, _ = tiny_data
+    first = new_trainer(make_config("TIGER", epochs=1, checkpoint_dir=str(tmp_path / "a")), train)
+    first.fit(train, valid, saved=True, show_progress=False)
+    weights = load_weights_only(first.saved_model_file)["state_dict"]
+
+    epochs = trained_epochs()
+    config = make_config("TIGER", epochs=1, checkpoint_dir=str(tmp_path / "b"), init_checkpoint=first.saved_model_file)
+    second = new_trainer(config, train)
+    started_from: dict[str, torch.Tensor] = {}
+    original = second._train_epoch
+
+    def train_epoch(train_data, epoch_idx, **kwargs):
+        started_from.update({k: v.clone() for k, v in second.model.state_dict().items()})
+        assert not second.optimizer.state_dict()["state"], "the optimiser starts afresh"
+        return original(train_data, epoch_idx, **kwargs)
+
+    second._train_epoch = train_epoch
+    second.fit(train, valid, saved=True, show_progress=False)
+    assert epochs[-1:] == [0], "the epoch counter starts afresh"
+    for name, tensor in weights.items():
+        torch.testing.assert_close(started_from[name], tensor, atol=0, rtol=0, msg=name)
+
+    sasrec = new_trainer(make_config("SASRec", epochs=1, checkpoint_dir=str(tmp_path / "c")), train)
+    sasrec.fit(train, valid, saved=True, show_progress=False)
+    wrong_model = new_trainer(make_config("TIGER", checkpoint_dir=str(tmp_path / "d"),
+                                          init_checkpoint=sasrec.saved_model_file), train)
+    with pytest.raises(UserError, match=r"SASRec-tiny\.pth holds a SASRec model, not TIGER"):
+        wrong_model.fit(train, valid, saved=True, show_progress=False)
+    wider = new_trainer(make_config("TIGER", d_model=48, d_kv=12, checkpoint_dir=str(tmp_path / "e"),
+                                    init_checkpoint=first.saved_model_file), train)
+    with pytest.raises(UserError, match=r"TIGER-tiny\.pth does not fit this model \(first mismatch: "):
+        wider.fit(train, valid, saved=True, show_progress=False)

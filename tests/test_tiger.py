@@ -73,6 +73,28 @@ def test_text_item_vectors_with_the_offline_default_encoder(
     assert codes.shape == (N_ITEMS, 4) and np.unique(codes[1:], axis=0).shape[0] == N_ITEMS - 1
 
 
+@pytest.mark.parametrize("dense", [True, False])
+def test_cooccurrence_vectors_group_items_seen_together(make_config, tiny_data, tmp_path, monkeypatch,
+                                                        dense: bool) -> None:
+    """PPMI-SVD vectors: items of one chain (always consumed together) are closer than items of two chains."""
+    from recbole_streamrec.data import item_vectors as module
+
+    monkeypatch.setattr(module, "_DENSE_EIGEN_MAX", 10_000 if dense else 0)  # both decompositions
+    config = make_config("TIGER", item_vector_source="cooccurrence", cf_hidden_size=6, cooc_window=3,
+                         cache_dir=str(tmp_path / "cache"))
+    train = tiny_data[2]._dataset
+    vectors, source = item_vectors(config, train)
+    assert source == "cooccurrence" and vectors.shape == (N_ITEMS, 6) and not vectors[0].any()
+    tokens = train.field2id_token[config["ITEM_ID_FIELD"]]
+    chain = np.array([-1] + [(int(str(t)[1:]) - 1) // CHAIN_LEN for t in tokens[1:]])
+    cosine = vectors[1:] @ vectors[1:].T
+    same = chain[1:, None] == chain[None, 1:]
+    off_diagonal = ~np.eye(N_ITEMS - 1, dtype=bool)
+    assert cosine[same & off_diagonal].mean() > 0.5 > cosine[~same].mean() + 0.4, (
+        cosine[same & off_diagonal].mean(), cosine[~same].mean())
+    np.testing.assert_array_equal(item_vectors(config, train)[0], vectors)  # cached
+
+
 # ---- tokens and trie --------------------------------------------------------------------------------
 def test_codes_tokens_round_trip() -> None:
     k, m = 16, 4

@@ -142,8 +142,7 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         if valid_data is None:
             raise ValueError("STREAM-Rec needs valid_data: every stage selects its model on validation")
         if self.config["init_checkpoint"]:
-            self.model.load_state_dict(load_checkpoint(self.config["init_checkpoint"], self.device)["state_dict"])
-            self.logger.info(f"initialised from {self.config['init_checkpoint']}")
+            self.load_initial_weights(self.config["init_checkpoint"])
         for stage in self.stages:
             self._begin_stage(stage)
             if stage != "pretrain":
