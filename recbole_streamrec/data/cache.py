@@ -76,6 +76,18 @@ def load_cached(path: Path, load: Callable[[Path], T], what: str) -> Optional[T]
     return value
 
 
+def find_cached(config: Mapping[str, Any], kind: str, spec: Mapping[str, Any], suffix: str,
+                load: Callable[[Path], T], what: str) -> tuple[Path, Optional[T]]:
+    """``(path, value)``: the cache file for ``spec`` (:func:`cache_path`) and its content (:func:`load_cached`),
+    or ``(path, None)`` after logging why it must be built (:func:`explain_miss`); the caller then builds the
+    value and writes it with :func:`save_cached`."""
+    path = cache_path(config, kind, spec, suffix)
+    value = load_cached(path, load, what)
+    if value is None:
+        explain_miss(path, spec, what)
+    return path, value
+
+
 def _load_file(path: Path, load: Callable[[Path], T], what: str) -> Optional[T]:
     if not path.is_file():
         return None

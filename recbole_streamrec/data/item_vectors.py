@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recbole_streamrec.data.cache import cache_path, dataset_inputs, explain_miss, load_cached, save_cached
+from recbole_streamrec.data.cache import dataset_inputs, find_cached, save_cached
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,9 @@ def text_item_vectors(config: Mapping[str, Any], dataset) -> np.ndarray:
     encoder = config["text_encoder"] or DEFAULT_ENCODER
     spec = {"source": "text", "encoder": encoder, "fields": _text_fields(config), "n_items": dataset.item_num,
             "inputs": dataset_inputs(config, ("inter", "item"))}
-    path = cache_path(config, "item_vectors-text", spec, ".npy")
-    cached = load_cached(path, _load_matrix, "text item vectors")
+    path, cached = find_cached(config, "item_vectors-text", spec, ".npy", _load_matrix, "text item vectors")
     if cached is not None:
         return cached
-    explain_miss(path, spec, "text item vectors")
     from sentence_transformers import SentenceTransformer
 
     texts = item_texts(config, dataset)
@@ -121,21 +119,24 @@ class _ConfigView(dict):
         return None
 
 
+def _training_split_spec(config: Mapping[str, Any], train_dataset) -> dict[str, Any]:
+    """What a cache of vectors learnt from the training split depends on: the split, its size and the .inter file."""
+    return {"n_items": train_dataset.item_num, "n_train_rows": len(train_dataset),
+            "split": {k: config[k] for k in ("eval_args", "MAX_ITEM_LIST_LENGTH")},
+            "inputs": dataset_inputs(config, ("inter",))}
+
+
 def collaborative_item_vectors(config: Mapping[str, Any], train_dataset) -> np.ndarray:
     """Item embedding table of a SASRec trained on the *training split only* (no validation/test items)."""
     from recbole.data.dataloader import TrainDataLoader
     from recbole.model.sequential_recommender import SASRec
 
     spec = {"source": "collaborative", "hidden": config["cf_hidden_size"], "epochs": config["cf_epochs"],
-            "lr": config["cf_learning_rate"], "seed": config["seed"], "n_items": train_dataset.item_num,
-            "n_train_rows": len(train_dataset), "batch_size": config["cf_batch_size"],
-            "split": {k: config[k] for k in ("eval_args", "MAX_ITEM_LIST_LENGTH")},
-            "inputs": dataset_inputs(config, ("inter",))}
-    path = cache_path(config, "item_vectors-cf", spec, ".npy")
-    cached = load_cached(path, _load_matrix, "collaborative item vectors")
+            "lr": config["cf_learning_rate"], "seed": config["seed"], "batch_size": config["cf_batch_size"],
+            **_training_split_spec(config, train_dataset)}
+    path, cached = find_cached(config, "item_vectors-cf", spec, ".npy", _load_matrix, "collaborative item vectors")
     if cached is not None:
         return cached
-    explain_miss(path, spec, "collaborative item vectors")
     cf_config = _ConfigView(getattr(config, "final_config_dict", config))
     cf_config.update({"hidden_size": config["cf_hidden_size"], "inner_size": 4 * config["cf_hidden_size"],
                       "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5,
@@ -173,14 +174,10 @@ def cooccurrence_item_vectors(config: Mapping[str, Any], train_dataset) -> np.nd
     import scipy.sparse as sp
 
     window, dim = int(config["cooc_window"] or 5), int(config["cf_hidden_size"] or 64)
-    spec = {"source": "cooccurrence", "window": window, "dim": dim, "n_items": train_dataset.item_num,
-            "n_train_rows": len(train_dataset), "split": {k: config[k] for k in ("eval_args", "MAX_ITEM_LIST_LENGTH")},
-            "inputs": dataset_inputs(config, ("inter",))}
-    path = cache_path(config, "item_vectors-cooc", spec, ".npy")
-    cached = load_cached(path, _load_matrix, "co-occurrence item vectors")
+    spec = {"source": "cooccurrence", "window": window, "dim": dim, **_training_split_spec(config, train_dataset)}
+    path, cached = find_cached(config, "item_vectors-cooc", spec, ".npy", _load_matrix, "co-occurrence item vectors")
     if cached is not None:
         return cached
-    explain_miss(path, spec, "co-occurrence item vectors")
     iid = config["ITEM_ID_FIELD"]
     history = train_dataset.inter_feat[iid + config["LIST_SUFFIX"]].numpy()
     lengths = train_dataset.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]].numpy()
@@ -212,7 +209,7 @@ def cooccurrence_item_vectors(config: Mapping[str, Any], train_dataset) -> np.nd
     top = np.argsort(-np.abs(values))[:dim]
     out = (vectors[:, top] * np.sqrt(np.abs(values[top]))).astype(np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
-    out = np.where(norms > 0, out / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+    out = out / np.maximum(norms, 1e-12)  # a zero row stays zero
     out[0] = 0.0
     logger.info(f"co-occurrence vectors: {len(pairs.data):,} item pairs, {int(positive.sum()):,} with positive PMI, "
                 f"{int((norms[1:] > 0).sum()):,} of {n - 1:,} items placed")

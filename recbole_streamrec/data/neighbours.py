@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from recbole_streamrec.data.cache import cache_path, dataset_inputs, explain_miss, load_cached, save_cached
+from recbole_streamrec.data.cache import dataset_inputs, find_cached, save_cached
 from recbole_streamrec.data.item_vectors import item_vectors
 from recbole_streamrec.errors import UserError
 
@@ -43,11 +43,10 @@ def item_neighbours(config: Mapping[str, Any], train_dataset, k: int) -> np.ndar
                         "per item: pt_neighbours, dpo_negative_pool and rl_hard_negatives must stay below it")
     spec = {"vectors": source, "shape": list(vectors.shape), "sum": round(float(np.abs(vectors).sum()), 3), "k": k,
             "inputs": dataset_inputs(config, ("inter", "item") if source == "text" else ("inter",))}
-    path = cache_path(config, "neighbours", spec, ".npy")
-    cached = load_cached(path, lambda p: np.load(p, allow_pickle=False), "neighbour table")
+    path, cached = find_cached(config, "neighbours", spec, ".npy", lambda p: np.load(p, allow_pickle=False),
+                               "neighbour table")
     if cached is not None:
         return cached
-    explain_miss(path, spec, "neighbour table")
     table = cosine_top_k(vectors, k)
     save_cached(path, spec, table)
     logger.info(f"saved neighbour table {table.shape} to {path}")

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from recbole_streamrec.data.cache import cache_path, dataset_inputs, explain_miss, load_cached, save_cached
+from recbole_streamrec.data.cache import dataset_inputs, find_cached, save_cached
 from recbole_streamrec.data.item_vectors import item_vectors
 
 logger = logging.getLogger(__name__)
@@ -33,11 +33,9 @@ def semantic_ids(config: Mapping[str, Any], train_dataset) -> np.ndarray:
     spec = {"vectors": source, "vector_shape": list(vectors.shape),
             "vector_sum": round(float(np.abs(vectors).sum()), 3), **{k: config[k] for k in RQVAE_KEYS},
             "inputs": dataset_inputs(config, ("inter", "item") if source == "text" else ("inter",))}
-    path = cache_path(config, "semantic_ids", spec, ".npz")
-    cached = load_cached(path, _load_codes, "semantic IDs")
+    path, cached = find_cached(config, "semantic_ids", spec, ".npz", _load_codes, "semantic IDs")
     if cached is not None:
         return cached
-    explain_miss(path, spec, "semantic IDs")
     from recbole_streamrec.tokenizer.rqvae import train_rqvae
 
     logger.info(f"training the RQ-VAE tokenizer on {vectors.shape[0] - 1} {source} item vectors")
