@@ -154,3 +154,23 @@ def test_collect_results_train_time_sums_a_run_and_its_resumes(collect, tmp_path
     resumed.write_text("Resume training from epoch 1\nepoch 1 training [time: 7.25s, train loss: 1]\n")
     assert collect.epoch_seconds(str(first)) == pytest.approx(12.5)
     assert collect.epoch_seconds(f"{first}+{resumed}") == pytest.approx(19.75)
+
+
+@pytest.fixture(scope="module")
+def plot_steps():
+    yield from bench_script("plot_steps")
+
+
+def test_plot_steps_reads_one_eval_result_per_step(plot_steps, tmp_path) -> None:
+    import json
+
+    for steps, ndcg in ((0, 0.05), (4, 0.07)):
+        result = {"test_result": {"ndcg@10": ndcg, "recall@10": 2 * ndcg}}
+        (tmp_path / f"l{steps}.json").write_text(json.dumps(result))
+    out = tmp_path / "steps.png"
+    curve = plot_steps.main(["--dataset", "tiny", "--out", str(out), f"4={tmp_path / 'l4.json'}",
+                             f"0={tmp_path / 'l0.json'}"])
+    assert curve == {4: {"ndcg@10": 0.07, "recall@10": 0.14}, 0: {"ndcg@10": 0.05, "recall@10": 0.1}}
+    assert out.stat().st_size > 0
+    with pytest.raises(SystemExit):
+        plot_steps.main(["--dataset", "tiny", "--out", str(out), str(tmp_path / "l0.json")])  # no L=

@@ -161,3 +161,33 @@ def test_tiger_init_checkpoint_starts_a_new_run_from_the_weights_only(make_confi
                                     init_checkpoint=first.saved_model_file), train)
     with pytest.raises(UserError, match=r"TIGER-tiny\.pth does not fit this model \(first mismatch: "):
         wider.fit(train, valid, saved=True, show_progress=False)
+
+
+def test_streamrec_starts_from_a_trained_tiger(make_config, tiny_data, tmp_path):
+    """``init_checkpoint`` of a TIGER run with ``stages: [sft]``: that TIGER is stage 1 — both decoders and π_ref
+    are its decoder, so the hand-over's direct decoder scores exactly what TIGER scores."""
+    from recbole_streamrec.errors import UserError
+    from recbole_streamrec.trainer.checkpoint import load_checkpoint, plain_results
+
+    _, _, train, valid, _ = tiny_data
+    tiger = new_trainer(make_config("TIGER", epochs=1, checkpoint_dir=str(tmp_path)), train)
+    tiger.fit(train, valid, saved=True, show_progress=False)
+    tiger_valid = plain_results(tiger.evaluate(valid, load_best_model=True))
+    weights = load_weights_only(tiger.saved_model_file)["state_dict"]
+
+    keys = {"stages": ["sft"], "sft_rounds": 1, "sft_epochs_per_round": 1, "reasoning_steps": 2,
+            "rl_hard_negatives": 5, "dpo_negative_pool": 3, "reasoning_decoding": "greedy",
+            "checkpoint_dir": str(tmp_path), "init_checkpoint": tiger.saved_model_file}
+    stream = new_trainer(make_config("STREAMRec", **keys), train)
+    stream.fit(train, valid, saved=True, show_progress=False)
+    assert stream.direct_valid_result == tiger_valid
+    reference = load_checkpoint(stream._reference_file())["state_dict"]
+    for name, tensor in weights.items():
+        torch.testing.assert_close(reference[name], tensor, atol=0, rtol=0, msg=name)
+        if name.startswith("t5.decoder."):
+            torch.testing.assert_close(reference["direct_decoder." + name[len("t5.decoder."):]], tensor,
+                                       atol=0, rtol=0, msg=name)
+
+    wider = new_trainer(make_config("STREAMRec", **{**keys, "d_model": 48, "d_kv": 12}), train)
+    with pytest.raises(UserError, match=r"TIGER-tiny\.pth does not fit this model \(first mismatch: "):
+        wider.fit(train, valid, saved=True, show_progress=False)

@@ -287,4 +287,7 @@ def test_trace_statistics_hand_numbers() -> None:
     stats = trace_statistics(traces, targets, dist)
     assert stats["distinct_tokens"] == 3 and stats["distinct_traces"] == 2 and stats["distinct_targets"] == 3
     assert stats["first_in_target_l01"] == pytest.approx(2 / 3)  # rows 0 (level 0) and 2 (level 1)
+    assert stats["spells_target"] == 0.0
+    spelled = trace_statistics(torch.tensor([[5, 20, 40], [3, 21, 41]]), targets[:2], dist[:2, :1].repeat(1, 4))
+    assert spelled["spells_target"] == pytest.approx(1 / 2)  # row 0 is the target's first three codes
     assert stats["distance"] == [4.0, 3.0, 2.0]

@@ -104,15 +104,19 @@ def trace_statistics(traces: Tensor, target_tokens: Tensor, distances: Tensor) -
 
     Returns:
         ``distinct_tokens``, ``distinct_traces``, ``distinct_targets``, ``first_in_target_l01`` (share of rows
-        whose o_1 is the target's level-0 or level-1 code token) and ``distance`` (mean ‖t − s_i‖ per i).
+        whose o_1 is the target's level-0 or level-1 code token), ``spells_target`` (share of rows whose first
+        min(l, m) tokens are the target's own first codes, in order: a trace that is the answer, not a route to
+        it) and ``distance`` (mean ‖t − s_i‖ per i).
     """
     stats = {"distinct_targets": torch.unique(target_tokens, dim=0).shape[0],
              "distance": [round(v, 4) for v in distances.float().mean(dim=0).tolist()]}
     if traces.shape[1] == 0:
-        return {"distinct_tokens": 0, "distinct_traces": 1, **stats, "first_in_target_l01": 0.0}
+        return {"distinct_tokens": 0, "distinct_traces": 1, **stats, "first_in_target_l01": 0.0, "spells_target": 0.0}
     hit = (traces[:, :1] == target_tokens[:, :2]).any(dim=1).float().mean().item()
+    n = min(traces.shape[1], target_tokens.shape[1])
+    spells = (traces[:, :n] == target_tokens[:, :n]).all(dim=1).float().mean().item()
     return {"distinct_tokens": traces.unique().numel(), "distinct_traces": torch.unique(traces, dim=0).shape[0],
-            **stats, "first_in_target_l01": hit}
+            **stats, "first_in_target_l01": hit, "spells_target": spells}
 
 
 class STREAMRec(GenerativeRecommender):
@@ -257,6 +261,27 @@ class STREAMRec(GenerativeRecommender):
         l reasoning tokens meet the same relative positions among themselves.
         """
         self.t5.decoder.load_state_dict(self.direct_decoder.state_dict())
+
+    def state_from_tiger(self, tiger_state: dict) -> dict:
+        """This model's state dict with a trained TIGER's weights as stage 1 (``init_checkpoint`` of a TIGER run).
+
+        TIGER's encoder, embeddings and decoder become the encoder, E and both decoders (the direct decoder is
+        what stage 1 trains on TIGER's task, and the reasoning decoder takes it at the hand-over anyway); MLP_r
+        and MLP_s keep their initialisation. A key TIGER lacks, or a shape that differs, raises ``KeyError`` /
+        ``ValueError`` naming it.
+        """
+        own = self.state_dict()
+        state = dict(own)
+        for key in own:
+            source = "t5.decoder." + key[len("direct_decoder."):] if key.startswith("direct_decoder.") else key
+            if source not in tiger_state:
+                if key.startswith(("mlp_r.", "mlp_s.")):
+                    continue
+                raise KeyError(key)
+            if tiger_state[source].shape != own[key].shape:
+                raise ValueError(key)
+            state[key] = tiger_state[source]
+        return state
 
     def item_logp(self, decoder, prefix: Tensor, items: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
         """log π(codes(items) | x, prefix) ``[B]`` by teacher forcing (EOS not counted)."""

@@ -94,26 +94,35 @@ class SafeCheckpointMixin(DDPMixin):
         self.restore_training_state(checkpoint)
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
 
-    def load_initial_weights(self, path: str) -> None:
+    def load_initial_weights(self, path: str) -> str:
         """``init_checkpoint``: start from the weights of ``path`` (a run of the same model on the same semantic IDs).
 
         Only the weights are taken: the optimiser, the learning-rate schedule, the epoch counter and early
-        stopping start afresh (a warm restart, or fine-tuning). A file of another model, or of a model of another
-        shape (another preset, other semantic IDs), is a one-line error naming ``path``.
+        stopping start afresh (a warm restart, or fine-tuning). A model that can start from another model's
+        weights says how (``state_from_tiger``: STREAM-Rec from a trained TIGER). A file of another model, or of
+        a model of another shape (another preset, other semantic IDs), is a one-line error naming ``path``.
+        Returns the model name the file holds.
         """
         from recbole_streamrec.errors import UserError
 
         checkpoint = load_checkpoint(path, self.device)
-        if checkpoint.get("model") != self.config["model"]:
-            raise UserError(f"init_checkpoint {path} holds a {checkpoint.get('model')} model, not {self.config['model']}")
-        own = self.model.state_dict()
-        theirs = checkpoint["state_dict"]
-        wrong = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k].shape != theirs[k].shape]
-        if wrong:
-            raise UserError(f"init_checkpoint {path} does not fit this model (first mismatch: {wrong[0]}); "
-                            "was it made with other T5 sizes or other semantic IDs?")
-        restore_model(self.model, checkpoint)
-        self.logger.info(f"initialised from {path} (weights only: optimiser, schedule and early stopping start afresh)")
+        source = checkpoint.get("model")
+        theirs, own = checkpoint["state_dict"], self.model.state_dict()
+        try:
+            if source == "TIGER" and hasattr(self.model, "state_from_tiger"):
+                theirs = self.model.state_from_tiger(theirs)
+            elif source != self.config["model"]:
+                raise UserError(f"init_checkpoint {path} holds a {source} model, not {self.config['model']}")
+            wrong = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k].shape != theirs[k].shape]
+            if wrong:
+                raise KeyError(wrong[0])
+        except (KeyError, ValueError) as error:
+            raise UserError(f"init_checkpoint {path} does not fit this model (first mismatch: {error.args[0]}); "
+                            "was it made with other T5 sizes or other semantic IDs?") from None
+        restore_model(self.model, {**checkpoint, "state_dict": theirs})
+        self.logger.info(f"initialised from {path} ({source}; weights only: optimiser, schedule and early "
+                         "stopping start afresh)")
+        return source
 
     def restore_training_state(self, checkpoint: dict) -> None:
         """What a subclass keeps beside the optimiser (e.g. the lr schedule's position), from the loaded checkpoint."""

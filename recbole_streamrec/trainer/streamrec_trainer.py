@@ -8,7 +8,11 @@ Files (``<checkpoint_dir>/STREAMRec-<dataset>[-tag]-…``):
 Stage 1 and each SFT round use RecBole's own ``fit`` (early stopping on ``valid_metric``); stage 2
 alternates annotation and optimisation in rounds until validation stops improving; stage 3 runs GRPO
 (:mod:`recbole_streamrec.trainer.grpo`). ``--stages=[rl]`` with ``init_checkpoint`` runs or resumes a single
-stage from a given checkpoint; ``stages: [pretrain, rl]`` is the "pure RL" schedule.
+stage from a given checkpoint; ``stages: [pretrain, rl]`` is the "pure RL" schedule. ``init_checkpoint`` may
+also be a trained TIGER of the same T5 and semantic IDs: with ``stages: [sft, rl]`` that TIGER *is* stage 1
+(its encoder, E and decoder become the encoder, E and both decoders, and π_ref), so STREAM-Rec's reasoning
+is measured on top of exactly the one-step model it is compared with (not the paper's stage 1: no
+lengthened targets).
 
 Hand-over stage 1 → stage 2 (``sft_init_decoder``): at the start of SFT the stage-1 direct decoder is
 evaluated as TIGER on validation (logged, kept as ``direct_valid_result``), then with ``direct``
@@ -142,7 +146,11 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         if valid_data is None:
             raise ValueError("STREAM-Rec needs valid_data: every stage selects its model on validation")
         if self.config["init_checkpoint"]:
-            self.load_initial_weights(self.config["init_checkpoint"])
+            source = self.load_initial_weights(self.config["init_checkpoint"])
+            if source == "TIGER" and "pretrain" not in self.stages and not self.config["reference_checkpoint"]:
+                # the trained TIGER is stage 1: its encoder + decoder are π_ref
+                save_checkpoint({"model": self.config["model"], "state_dict": self.model.state_dict()},
+                                self._reference_file())
         for stage in self.stages:
             self._begin_stage(stage)
             if stage != "pretrain":
