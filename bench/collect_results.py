@@ -26,7 +26,7 @@ STAGE_ROW = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
 
 def rows_of(result: dict) -> list[tuple[str, str, dict, dict]]:
     """``(label, paper row key, test metrics, valid metrics)`` per model, or per stage for STREAM-Rec."""
-    if "stage_results" in result:
+    if result.get("stage_results"):  # an --eval_only run of STREAM-Rec has none: one row
         return [(f"{result['model']} ({STAGE_ROW[s]})", f"{result['model']}-{STAGE_ROW[s]}", r["test"], r["valid"])
                 for s, r in result["stage_results"].items()]
     return [(result["model"], result["model"], result["test_result"], result["valid_result"])]
