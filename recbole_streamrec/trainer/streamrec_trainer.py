@@ -89,6 +89,10 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
     def _reference_file(self) -> str:
         return self.config["reference_checkpoint"] or checkpoint_name(self.config, "-pi_ref")
 
+    def _save_reference(self) -> None:
+        """Write the current model as π_ref (the end of stage 1, or a trained TIGER standing in for it)."""
+        save_checkpoint({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
+
     def _load_reference(self) -> None:
         """π_ref = frozen (encoder, direct decoder) saved at the end of stage 1."""
         self.model.set_reference(None)  # never copy an older reference along
@@ -117,7 +121,7 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         state = {**self._checkpoint_state(-1), "stage": stage, "complete": True, "results": results}
         save_checkpoint(state, self.saved_model_file)
         if stage == "pretrain":
-            save_checkpoint({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
+            self._save_reference()
         self.logger.info(set_color(f"stage {stage} done", "green") + f": {results}")
 
     def resume_checkpoint(self, resume_file):
@@ -148,9 +152,7 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         if self.config["init_checkpoint"]:
             source = self.load_initial_weights(self.config["init_checkpoint"])
             if source == "TIGER" and "pretrain" not in self.stages and not self.config["reference_checkpoint"]:
-                # the trained TIGER is stage 1: its encoder + decoder are π_ref
-                save_checkpoint({"model": self.config["model"], "state_dict": self.model.state_dict()},
-                                self._reference_file())
+                self._save_reference()  # the trained TIGER is stage 1: its encoder + decoder are π_ref
         for stage in self.stages:
             self._begin_stage(stage)
             if stage != "pretrain":
