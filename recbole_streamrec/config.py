@@ -247,7 +247,7 @@ _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "aut
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split")}
-_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs")  # ``~`` is a valid value
+_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 
 

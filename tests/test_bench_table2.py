@@ -174,3 +174,23 @@ def test_plot_steps_reads_one_eval_result_per_step(plot_steps, tmp_path) -> None
     assert out.stat().st_size > 0
     with pytest.raises(SystemExit):
         plot_steps.main(["--dataset", "tiny", "--out", str(out), str(tmp_path / "l0.json")])  # no L=
+
+
+@pytest.fixture(scope="module")
+def annotation_table():
+    yield from bench_script("annotation_table")
+
+
+def test_annotation_table_reads_every_annotation_line(annotation_table, tmp_path) -> None:
+    log = tmp_path / "run.log"
+    stats = ("distinct_tokens {}, distinct_traces 9, distinct_targets 10, distance {}, first_in_target_l01 0.5, "
+             "spells_target 0.25")
+    log.write_text("x INFO  annotated 10 rows (annotated trace); annotation: " + stats.format(7, "[3.0, 2.0, 1.0]")
+                   + "\nother line\ny INFO  annotated …; annotation: " + stats.format(8, "[3.0, 4.0, 1.0]") + "\n")
+    lines = annotation_table.main([str(log)]).splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
+    assert lines[2].startswith("| run | 1 | 7 | 9 | 10 | 0.5000 | 0.2500 | 3.00, 2.00, 1.00 | yes |")
+    assert lines[3].endswith("| 3.00, 4.00, 1.00 | no |")
+    (tmp_path / "empty.log").write_text("no annotation here\n")
+    with pytest.raises(SystemExit, match="empty.log"):
+        annotation_table.main([str(tmp_path / "empty.log")])

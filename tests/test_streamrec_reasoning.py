@@ -127,6 +127,43 @@ def test_quant_loss_leaves_the_token_table_alone_by_default(make_stream, feat) -
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.mlp_r.parameters())
 
 
+def test_quant_loss_moves_the_states_only_when_asked(make_stream, feat) -> None:
+    """``quant_update_state: false``: L_Quant trains MLP_r alone; MLP_s and the decoder get nothing from it."""
+    grads = {}
+    for moves in (True, False):
+        model = sft_model(make_stream, quant_update_state=moves)
+        with torch.no_grad():  # MLP_s starts at zero: give it an output so that its gradient can show
+            model.mlp_s[2].weight.normal_(0, 0.1)
+        rows = Interaction(dict(feat[:64].interaction))
+        rows[model.REASONING_FIELD] = model.annotate(rows)
+        model.train()
+        model.sft_loss(rows)[2].backward()
+        grads[moves] = max(p.grad.abs().max().item() if p.grad is not None else 0.0
+                           for p in [*model.mlp_s.parameters(), *model.t5.decoder.parameters()])
+        assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.mlp_r.parameters())
+    assert grads[True] > 0 and grads[False] == 0, grads
+
+
+def test_state_decomposition_splits_the_distance_into_codes_and_mlp_s(make_stream, trained, feat) -> None:
+    """bench/state_decomposition.py: at initialisation MLP_s adds nothing (the distance is the codes' part);
+    after SFT the two parts and the logged distance agree with the annotation's own ``‖t − s_i‖``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "state_decomposition.py"
+    spec = importlib.util.spec_from_file_location("state_decomposition_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fresh, _ = make_stream(reasoning_steps=3)
+    table = bench.decompose(fresh.eval(), [feat])  # [l + 1, 5]
+    assert table.shape == (4, len(bench.COLUMNS))
+    assert (table[:, 2] == 0).all() and torch.allclose(table[:, 0], table[:, 1])
+    table = bench.decompose(trained, [feat])
+    _, dist = trained.annotate(feat, return_distances=True)
+    torch.testing.assert_close(table[:, 0], dist.mean(dim=0), rtol=1e-4, atol=1e-4)
+    assert (table[1:, 2] > 0).all()
+
+
 def test_annotate_sorts_by_history_length_and_writes_back_in_row_order(make_stream, make_config, feat) -> None:
     model, config = make_stream(reasoning_steps=2, eval_batch_size=16)
     trainer = STREAMRecTrainer(config, model)
@@ -256,6 +293,22 @@ def test_info_nce_dot_is_the_raw_dot_product() -> None:
     assert info_nce(q, k, temperature=1.0, similarity="dot").item() == pytest.approx(want, abs=1e-12)
     with pytest.raises(ValueError, match="similarity"):
         info_nce(q, k, similarity="l2")
+
+
+def test_info_nce_distance_scores_negative_euclidean_distance() -> None:
+    import math
+
+    from recbole_streamrec.model.losses import info_nce
+
+    q = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    k = torch.tensor([[3.0, 4.0], [6.0, 8.0]], dtype=torch.float64)
+    # distances: row 0 [5, 10] (its positive 5 is the nearer), row 1 [0, 5] (its positive 5, the other key at 0)
+    want = ((5 + math.log(math.exp(-5) + math.exp(-10))) + (5 + math.log(1 + math.exp(-5)))) / 2
+    loss = info_nce(q, k, temperature=1.0, similarity="distance")
+    assert loss.item() == pytest.approx(want, abs=1e-12)
+    loss.backward()  # descent moves row 1 towards its own key (6, 8), along +(3, 4): a length a cosine ignores
+    assert (q.grad[1] < 0).all()
+    assert info_nce(2 * q, 2 * k, temperature=2.0, similarity="distance").item() == pytest.approx(want, abs=1e-12)
 
 
 def test_quantization_loss_without_codebook_update() -> None:

@@ -117,24 +117,30 @@ def quantization_loss(
 def info_nce(queries: Tensor, keys: Tensor, *, temperature: float = 0.1, similarity: str = "cosine") -> Tensor:
     """InfoNCE with in-batch negatives: row b's positive is ``keys[b]``, the other rows are its negatives.
 
-    Similarities are cosines (both sides L2-normalised, ``similarity="cosine"``) or raw dot products
-    (``"dot"``, the paper's eq. 14), divided by τ. The loss is one-directional (queries → keys), which is
-    what ``L_State`` needs: states are scored against the batch's targets.
+    Similarities are cosines (both sides L2-normalised, ``similarity="cosine"``), raw dot products
+    (``"dot"``, the paper's eq. 14) or negative Euclidean distances (``"distance"``: −‖q_b − k_j‖, on the
+    vectors' own scale, so the positive is pulled *to* its key, not only turned towards it), divided by τ.
+    The loss is one-directional (queries → keys), which is what ``L_State`` needs: states are scored
+    against the batch's targets.
 
     Args:
         queries: ``[B, d]`` (states ``s_{·,j}``).
         keys: ``[B, d]`` (target representations ``t``).
         temperature: τ (pass 1 for the paper's raw dot product).
-        similarity: ``cosine`` | ``dot``.
+        similarity: ``cosine`` | ``dot`` | ``distance``.
 
     Returns:
         ``[]`` cross-entropy averaged over the batch.
     """
     if similarity == "cosine":
-        queries, keys = F.normalize(queries, dim=-1), F.normalize(keys, dim=-1)
-    elif similarity != "dot":
-        raise ValueError(f"similarity must be 'cosine' or 'dot', not {similarity!r}")
-    sims = queries @ keys.T / temperature  # [B, B]
+        sims = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
+    elif similarity == "dot":
+        sims = queries @ keys.T
+    elif similarity == "distance":
+        sims = -torch.cdist(queries, keys)
+    else:
+        raise ValueError(f"similarity must be 'cosine', 'dot' or 'distance', not {similarity!r}")
+    sims = sims / temperature  # [B, B]
     positives = torch.arange(sims.shape[0], device=sims.device)
     return F.cross_entropy(sims, positives)
 
@@ -167,7 +173,7 @@ def state_contrastive_loss(
         targets: ``[B, d]`` target representations ``t`` (mean of the target's code embeddings).
         temperature: τ of each InfoNCE.
         weights: ``[l]`` step weights; default :func:`default_step_weights`.
-        similarity: ``cosine`` | ``dot`` (see :func:`info_nce`).
+        similarity: ``cosine`` | ``dot`` | ``distance`` (see :func:`info_nce`).
 
     Returns:
         ``[]`` scalar.

@@ -23,9 +23,16 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   reconstruct, in the annotation, L_Quant, L_State and the logged distances. ``state_head:
   identity`` is ``s_i = x + f(x)``, ``x = Σ d_j`` (r_1 = t − d_0); ``plain`` is the paper's MLP.
 * **E is not dragged by L_Quant** (``quant_update_codebook: false``): neither its codebook term nor the
-  commitment term (through t) moves the token table; only the heads and the decoder move r.
-* **L_State** compares cosines over τ with a detached t (``state_similarity: cosine``) or the paper's raw
-  dot product with t not detached (``dot``).
+  commitment term (through t) moves the token table. ``quant_update_state: false`` (default) also keeps the
+  commitment term off the states (MLP_s and the decoder): MLP_r alone follows the codes, L_State alone
+  shapes s_i. ``true`` is the paper's gradient (r = MLP_r(t − s) moves s too).
+* **L_State** compares negative Euclidean distances over τ with a detached t (``state_similarity:
+  distance``, default, τ = 10: the state is pulled *to* t on t's scale, so the logged ‖t − s_i‖ is what is
+  trained), cosines over τ with a detached t (``cosine``, τ = 0.1: MLP_s's length is left free) or the
+  paper's raw dot product with t not detached (``dot``). Measured on amazon2018-scientific
+  (``docs/results/streamrec-scientific-state-loss/``): with cosine (and with distance at τ = 1, or with L_Quant
+  moving the states) the second annotation's ‖t − s_i‖ rises at the last steps, because MLP_s adds a vector of
+  free length; with the defaults it falls at every step, at the same NDCG@10.
 * **Constant trace** (``reasoning_trace: constant``): one fixed trace for every row, the ablation.
 * **One codebook per step** (``reasoning_levels: cyclic``, default): reasoning token i is chosen among level
   (i mod m)'s K codes — in the annotation's argmin, in inference and in GRPO rollouts — as residual
@@ -60,6 +67,7 @@ from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
 from recbole_streamrec.tokenizer.codes import FIRST_CODE
 
 STAGES = ("pretrain", "sft", "rl")
+STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0, "dot": 1.0}  # ``state_temperature: ~`` (dot: the paper's τ-free)
 HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
 ITEM_DECODINGS = ("level", "free", "trie")
 
@@ -135,7 +143,8 @@ class STREAMRec(GenerativeRecommender):
         self.mlp_r = Head(self.d_model, skip=identity_r, zero_init=identity_r)
         self.mlp_s = Head(self.d_model, skip=self.state_head == "identity", zero_init=self.state_head != "plain")
         self.quant_update_codebook = bool(config["quant_update_codebook"])
-        self.state_similarity = _choice(config, "state_similarity", "cosine", ("cosine", "dot"))
+        self.quant_update_state = bool(config["quant_update_state"])  # unset: False (see the module docstring)
+        self.state_similarity = _choice(config, "state_similarity", "distance", ("distance", "cosine", "dot"))
         self.code_scale = float(self.n_codes) if self.state_head == "codes" else 1.0  # units of t (see above)
         self.reasoning_trace = _choice(config, "reasoning_trace", "annotated", ("annotated", "constant"))
         self.reasoning_levels = _choice(config, "reasoning_levels", "cyclic", ("cyclic", "all"))
@@ -152,6 +161,8 @@ class STREAMRec(GenerativeRecommender):
         self.dpo_beta, self.dpo_negative_pool = config["dpo_beta"], config["dpo_negative_pool"]
         self.weights = {k: config[f"{k}_weight"] for k in ("dpo", "quant", "state")}
         self.quant_beta, self.state_temperature = config["quant_beta"], config["state_temperature"]
+        if self.state_temperature is None:  # τ on the similarity's scale: a cosine is ≤ 1, a distance ~ ‖t‖
+            self.state_temperature = STATE_TEMPERATURE[self.state_similarity]
         # one neighbour table serves stage 1, DPO and the RL negatives (a tiny catalogue caps it)
         n_table = min(max(self.pt_neighbours, self.dpo_negative_pool, config["rl_hard_negatives"]), self.n_items - 2)
         with torch.random.fork_rng():  # a cache miss must not change this model's initialisation
@@ -319,7 +330,8 @@ class STREAMRec(GenerativeRecommender):
         code_sum = torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
         states = self.state(hidden[:, : l + 1].cumsum(dim=1), code_sum)  # s_0..s_l, [B, l + 1, d]
         t_quant = t if self.quant_update_codebook else t.detach()
-        residuals = self.mlp_r(t_quant.unsqueeze(1) - states[:, :l])  # r_1..r_l, [B, l, d]
+        quant_states = states if self.quant_update_state else states.detach()  # L_Quant's way into MLP_s and d_j
+        residuals = self.mlp_r(t_quant.unsqueeze(1) - quant_states[:, :l])  # r_1..r_l, [B, l, d]
         if l == 0:  # no trace (the l = 0 ablation): nothing to quantise or to score
             zero = loss_sft.new_zeros(())
             loss_quant, loss_state = zero, zero
@@ -342,9 +354,9 @@ class STREAMRec(GenerativeRecommender):
         loss_quant = quantization_loss(residuals, codes, beta=self.quant_beta,
                                        update_codebook=self.quant_update_codebook)
         weights = default_step_weights(l, dtype=states.dtype, device=states.device)
-        cosine = self.state_similarity == "cosine"  # else the paper's raw dot product, t not detached
-        loss_state = state_contrastive_loss(states[:, 1:], t.detach() if cosine else t,
-                                            temperature=self.state_temperature if cosine else 1.0,
+        paper = self.state_similarity == "dot"  # the paper's raw dot product: t not detached, no τ
+        loss_state = state_contrastive_loss(states[:, 1:], t if paper else t.detach(),
+                                            temperature=1.0 if paper else self.state_temperature,
                                             weights=weights, similarity=self.state_similarity)
         return loss_quant, loss_state
 
