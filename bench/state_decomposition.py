@@ -4,7 +4,7 @@
         --dataset amazon2018-scientific --data_path ../shared/data --config_files properties/cpu.yaml
 
 With ``state_head: codes`` the state is ``s_i = Σ_{j≤i} E_{o_j} + MLP_s(Σ_{j≤i} d_j)``. This runs the annotation
-(as ``STREAMRec.annotate``) on the first ``--batches`` training batches of a trained checkpoint and prints, per
+(``STREAMRec.annotation_steps``) on the first ``--batches`` training batches of a trained checkpoint and prints, per
 step i = 0…l, the means of ‖t − s_i‖, ‖t − Σ E_o‖ (the codes' part), ‖MLP_s(Σ d)‖, ‖Σ d‖ and the cosine between
 MLP_s's output and what the codes leave, t − Σ E_o. Further ``--key=value`` arguments are config overrides.
 """
@@ -24,30 +24,15 @@ COLUMNS = ("‖t − s_i‖", "‖t − Σ E_o‖", "‖MLP_s(Σ d)‖", "‖Σ 
 @torch.no_grad()
 def decompose(model, batches) -> torch.Tensor:
     """``[l + 1, 5]``: the :data:`COLUMNS` per step, averaged over the rows of ``batches``."""
-    from recbole_streamrec.model.t5_decoding import CachedT5Decoder
-
     total, n = None, 0
     for inter in batches:
-        enc, mask = model.encode(inter)
-        t = model.code_scale * model.target_repr(inter[model.POS_ITEM_ID])
-        cached = CachedT5Decoder(model.t5.decoder)
-        state = cached.start(enc, mask)
-        token = model.start_tokens(enc.shape[0], enc.device)
-        d_sum, code_sum = cached.step(token, state)[:, -1], torch.zeros_like(t)
         steps = []
-        for step in range(model.n_reasoning + 1):
-            part = model.mlp_s(d_sum)
-            s = model.state(d_sum, code_sum)
-            left = t - code_sum
+        for t, d_sum, code_sum, s, _ in model.annotation_steps(inter):
+            part, left = model.mlp_s(d_sum), t - code_sum
             steps.append(torch.stack([(t - s).norm(dim=-1), left.norm(dim=-1), part.norm(dim=-1), d_sum.norm(dim=-1),
                                       F.cosine_similarity(part, left, dim=-1)], dim=1).sum(0))
-            if step == model.n_reasoning:
-                break
-            token = model.nearest_code(model.mlp_r(t - s), step).unsqueeze(1)
-            code_sum = code_sum + model.embeddings[token.squeeze(1)]
-            d_sum = d_sum + cached.step(token, state)[:, -1]
         rows = torch.stack(steps)
-        total, n = (rows if total is None else total + rows), n + enc.shape[0]
+        total, n = (rows if total is None else total + rows), n + t.shape[0]
     return total / n
 
 

@@ -25,6 +25,7 @@ from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_rollouts, ma
 
 from conftest import DATASET
 from test_streamrec import M, make_stream, perturbed  # noqa: F401  (make_stream is a fixture)
+from test_bench_table2 import bench_script
 
 
 def annotate_all(model: STREAMRec, feat) -> tuple[torch.Tensor, dict]:
@@ -144,16 +145,16 @@ def test_quant_loss_moves_the_states_only_when_asked(make_stream, feat) -> None:
     assert grads[True] > 0 and grads[False] == 0, grads
 
 
-def test_state_decomposition_splits_the_distance_into_codes_and_mlp_s(make_stream, trained, feat) -> None:
+@pytest.fixture(scope="module")
+def state_decomposition():
+    yield from bench_script("state_decomposition")
+
+
+def test_state_decomposition_splits_the_distance_into_codes_and_mlp_s(state_decomposition, make_stream, trained,
+                                                                        feat) -> None:
     """bench/state_decomposition.py: at initialisation MLP_s adds nothing (the distance is the codes' part);
     after SFT the two parts and the logged distance agree with the annotation's own ``‖t − s_i‖``."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "state_decomposition.py"
-    spec = importlib.util.spec_from_file_location("state_decomposition_under_test", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = state_decomposition
     fresh, _ = make_stream(reasoning_steps=3)
     table = bench.decompose(fresh.eval(), [feat])  # [l + 1, 5]
     assert table.shape == (4, len(bench.COLUMNS))

@@ -67,7 +67,7 @@ from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
 from recbole_streamrec.tokenizer.codes import FIRST_CODE
 
 STAGES = ("pretrain", "sft", "rl")
-STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0, "dot": 1.0}  # ``state_temperature: ~`` (dot: the paper's τ-free)
+STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0}  # τ of ``state_temperature: ~``
 HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
 ITEM_DECODINGS = ("level", "free", "trie")
 
@@ -161,7 +161,9 @@ class STREAMRec(GenerativeRecommender):
         self.dpo_beta, self.dpo_negative_pool = config["dpo_beta"], config["dpo_negative_pool"]
         self.weights = {k: config[f"{k}_weight"] for k in ("dpo", "quant", "state")}
         self.quant_beta, self.state_temperature = config["quant_beta"], config["state_temperature"]
-        if self.state_temperature is None:  # τ on the similarity's scale: a cosine is ≤ 1, a distance ~ ‖t‖
+        if self.state_similarity == "dot":  # the paper's raw dot product has no τ
+            self.state_temperature = 1.0
+        elif self.state_temperature is None:  # τ on the similarity's scale: a cosine is ≤ 1, a distance ~ ‖t‖
             self.state_temperature = STATE_TEMPERATURE[self.state_similarity]
         # one neighbour table serves stage 1, DPO and the RL negatives (a tiny catalogue caps it)
         n_table = min(max(self.pt_neighbours, self.dpo_negative_pool, config["rl_hard_negatives"]), self.n_items - 2)
@@ -236,31 +238,42 @@ class STREAMRec(GenerativeRecommender):
 
     # ---- stage 2: annotation and SFT (eqs. 12–19) ----------------------------------------------------
     @torch.no_grad()
-    def annotate(self, interaction, return_distances: bool = False):
-        """Iterative residual inference → pseudo-label reasoning tokens ``[B, l]`` (batched, KV-cached).
+    def annotation_steps(self, interaction):
+        """The iterative residual inference, one step at a time (batched, KV-cached).
 
-        With ``return_distances`` also ``‖t − s_i‖`` for i = 0..l, ``[B, l + 1]``.
+        Yields, for i = 0..l, ``(t, Σ_{j≤i} d_j, Σ_{j≤i} E_{o_j}, s_i, o_{i+1})``: ``[B, d]`` each, then the next
+        reasoning token ``[B, 1]`` (``None`` after s_l). :meth:`annotate` keeps the tokens and ‖t − s_i‖;
+        ``bench/state_decomposition.py`` splits s_i into its parts.
         """
         enc, mask = self.encode(interaction)
         t = self.code_scale * self.target_repr(interaction[self.POS_ITEM_ID])  # [B, d]
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
-        token = self.start_tokens(enc.shape[0], enc.device)
-        d_sum = cached.step(token, state)[:, -1]  # d_0
+        d_sum = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]  # d_0
         code_sum = torch.zeros_like(t)  # Σ_{j≤i} E_{o_j}
-        out, dist = [], []
-        for step in range(self.n_reasoning):
-            s = self.state(d_sum, code_sum)  # s_{i−1}
-            dist.append((t - s).norm(dim=-1))
-            token = self.nearest_code(self.mlp_r(t - s), step).unsqueeze(1)  # o_i = NN(MLP_r(t − s_{i−1}))
-            out.append(token)
+        for step in range(self.n_reasoning + 1):
+            s = self.state(d_sum, code_sum)  # s_i
+            if step == self.n_reasoning:
+                yield t, d_sum, code_sum, s, None
+                return
+            token = self.nearest_code(self.mlp_r(t - s), step).unsqueeze(1)  # o_{i+1} = NN(MLP_r(t − s_i))
+            yield t, d_sum, code_sum, s, token
             code_sum = code_sum + self.embeddings[token.squeeze(1)]
-            d_sum = d_sum + cached.step(token, state)[:, -1]  # Σ_{j≤i} d_j
-        tokens = torch.cat(out, dim=1) if out else token.new_zeros(enc.shape[0], 0)
-        if not return_distances:
-            return tokens
-        dist.append((t - self.state(d_sum, code_sum)).norm(dim=-1))  # s_l
-        return tokens, torch.stack(dist, dim=1)
+            d_sum = d_sum + cached.step(token, state)[:, -1]  # Σ_{j≤i+1} d_j
+
+    @torch.no_grad()
+    def annotate(self, interaction, return_distances: bool = False):
+        """Iterative residual inference → pseudo-label reasoning tokens ``[B, l]`` (:meth:`annotation_steps`).
+
+        With ``return_distances`` also ``‖t − s_i‖`` for i = 0..l, ``[B, l + 1]``.
+        """
+        out, dist = [], []
+        for t, _, _, s, token in self.annotation_steps(interaction):
+            dist.append((t - s).norm(dim=-1))
+            if token is not None:
+                out.append(token)
+        tokens = torch.cat(out, dim=1) if out else torch.zeros(t.shape[0], 0, dtype=torch.long, device=t.device)
+        return (tokens, torch.stack(dist, dim=1)) if return_distances else tokens
 
     @torch.no_grad()
     def init_reasoning_from_direct(self) -> None:
@@ -354,10 +367,10 @@ class STREAMRec(GenerativeRecommender):
         loss_quant = quantization_loss(residuals, codes, beta=self.quant_beta,
                                        update_codebook=self.quant_update_codebook)
         weights = default_step_weights(l, dtype=states.dtype, device=states.device)
-        paper = self.state_similarity == "dot"  # the paper's raw dot product: t not detached, no τ
+        paper = self.state_similarity == "dot"  # the paper's raw dot product: t not detached (and τ = 1)
         loss_state = state_contrastive_loss(states[:, 1:], t if paper else t.detach(),
-                                            temperature=1.0 if paper else self.state_temperature,
-                                            weights=weights, similarity=self.state_similarity)
+                                            temperature=self.state_temperature, weights=weights,
+                                            similarity=self.state_similarity)
         return loss_quant, loss_state
 
     def _draw_negatives(self, items: Tensor) -> Tensor:
