@@ -170,8 +170,33 @@ def valid_score(record: dict[str, Any]) -> float:
     return result["valid_result"]["ndcg@10"]
 
 
-def rows_for(model: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The table rows of ``model``: the run with the best validation NDCG@10 (three rows for STREAM-Rec)."""
+def arg_value(args: list[str], key: str) -> Optional[str]:
+    """The value of ``--key=value`` in a run's arguments (the last one wins, as in RecBole), else None."""
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"--{key}=")]
+    return values[-1] if values else None
+
+
+def stage1_run(record: dict[str, Any], records: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The TIGER run of this bench whose checkpoint a STREAM-Rec run started from as its stage 1, if any.
+
+    ``--extra STREAMRec:stages=[sft,rl] STREAMRec:init_checkpoint=saved/TIGER-<dataset>-<tag>.pth`` makes a
+    trained TIGER STREAM-Rec's stage 1 (and π_ref); its training time then belongs to STREAM-Rec's too.
+    """
+    start = arg_value(record["args"], "init_checkpoint")
+    if not start:
+        return None
+    for other in records:
+        tag = arg_value(other["args"], "checkpoint_tag")
+        if other["model"] == "TIGER" and tag and Path(start).name == f"TIGER-{arg_value(other['args'], 'dataset')}-{tag}.pth":
+            return other
+    return None
+
+
+def rows_for(model: str, records: list[dict[str, Any]], everything: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The table rows of ``model``: the run with the best validation NDCG@10 (one row per stage for STREAM-Rec).
+
+    ``everything``: all finished runs of the bench, where a STREAM-Rec run's stage-1 TIGER run is looked up.
+    """
     if not records:
         return [{"key": model, "label": model, "status": "not finished"}]
     best = max(records, key=valid_score)
@@ -184,20 +209,25 @@ def rows_for(model: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**base, "key": model, "label": model, "lr": lr, "test": result["test_result"],
                  "valid_ndcg@10": result["valid_result"]["ndcg@10"],
                  "eval_users_per_second": timing["passes"]["best"]["users_per_second"]}]
-    rows = []
+    rows, stage1 = [], stage1_run(best, list(everything))
+    train_seconds = best["train_seconds"]
+    if stage1 is not None and train_seconds is not None and stage1["train_seconds"] is not None:
+        train_seconds += stage1["train_seconds"]  # its stage 1 is that TIGER run: the same budget counts twice
     for i, (stage, res) in enumerate(stage_results.items()):
         last = i == len(stage_results) - 1
         rows.append({**base, "key": f"{model}-{STAGE_LABEL[stage]}", "label": f"STREAM-Rec ({STAGE_LABEL[stage]})",
                      "lr": timing["config"][STAGE_LR[stage]], "test": res["test"],
                      "valid_ndcg@10": res["valid"]["ndcg@10"],
                      "eval_users_per_second": timing["passes"][stage]["users_per_second"],
-                     "train_seconds": best["train_seconds"] if last else None, "shared_run": not last})
+                     "train_seconds": train_seconds if last else None, "shared_run": not last,
+                     "stage1_run": stage1["run"] if stage1 is not None else None})
     return rows
 
 
 def write_report(args: argparse.Namespace, specs: list[RunSpec], records: dict[str, dict], meta: dict) -> None:
     rows = [row for model in args.models
-            for row in rows_for(model, [records[s.name] for s in specs if s.model == model and s.name in records])]
+            for row in rows_for(model, [records[s.name] for s in specs if s.model == model and s.name in records],
+                                list(records.values()))]
     for row in rows:
         row["paper_ndcg@10"] = paper_value(args.dataset, row["key"], column=args.paper_column)
     write_csv(args.out / "table.csv", rows)
@@ -266,7 +296,7 @@ def table_markdown(args, specs: list[RunSpec], records: dict[str, dict], rows: l
         f"Test split, full ranking, leave-one-out (SPEC §6). Baselines: the learning rate with the best validation "
         f"NDCG@10 out of {grid}; {generative}.", "",
         "Train time: wall clock of the training process (data loading, training, early-stopping validation, the "
-        "final test pass; summed over resumed attempts). STREAM-Rec's three rows come from one run, PT → SFT → RL. "
+        "final test pass; summed over resumed attempts). " + stage_note(rows) + " "
         "Eval users/s: test users over the wall time of one `trainer.evaluate(test_data)` pass in a separate "
         "process. Peak RSS: the training process's maximum resident host memory (on a GPU, the timed pass's GPU "
         "memory is `cuda_max_allocated_mb` in `runs/<run>.json`).",
@@ -277,6 +307,17 @@ def table_markdown(args, specs: list[RunSpec], records: dict[str, dict], rows: l
         "metrics (for STREAM-Rec, every stage's).", "",
     ]
     return "\n".join(lines)
+
+
+def stage_note(rows: list[dict[str, Any]]) -> str:
+    """How STREAM-Rec's rows relate to one another (and to the TIGER row, when that run is its stage 1)."""
+    stages = " → ".join(r["key"].split("-", 1)[1] for r in rows if r["key"].startswith("STREAMRec-"))
+    stage1 = next((r["stage1_run"] for r in rows if r.get("stage1_run")), None)
+    if not stages or stage1 is None:
+        return f"STREAM-Rec's rows come from one run, {stages}." if stages else ""
+    return (f"STREAM-Rec's rows come from one run, {stages}, started from the best checkpoint of the TIGER run "
+            f"`{stage1}` as its stage 1 and π_ref (not the paper's pretraining): its train time is that run's plus "
+            f"its own, so STREAM-Rec has had TIGER's whole budget and then some.")
 
 
 def unfinished_status(runs: Path, name: str) -> str:

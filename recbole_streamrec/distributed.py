@@ -16,7 +16,9 @@ Outside a process group every helper is a no-op (rank 0 of 1), so one-process ru
 
 from __future__ import annotations
 
+import itertools
 import socket
+import time
 from functools import lru_cache
 from typing import Any, Optional
 
@@ -49,6 +51,31 @@ def is_main() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+_LEAVES = itertools.count()  # every rank leaves as often as the others, so the n-th leave has the same keys everywhere
+
+
+def leave_process_group() -> None:
+    """Tear the process group down together, rank 0 (the store's host) last; a no-op outside one.
+
+    A barrier alone is not enough on gloo: a rank that returns from it and closes its sockets at once can reset
+    a connection on which a peer still waits for the barrier's last message ("Connection reset by peer"). So,
+    after the barrier, rank 0 releases the others through the store and tears down only when all of them have
+    answered; they tear down only once released, when rank 0's last gloo operation is complete.
+    """
+    if not is_distributed():
+        return
+    dist.barrier()
+    store, n, leave = dist.distributed_c10d._get_default_store(), world_size(), next(_LEAVES)
+    if is_main():
+        store.set(f"streamrec_released_{leave}", "1")
+        while store.add(f"streamrec_left_{leave}", 0) < n - 1:
+            time.sleep(0.01)
+    else:
+        store.wait([f"streamrec_released_{leave}"])
+        store.add(f"streamrec_left_{leave}", 1)
+    dist.destroy_process_group()
 
 
 def sum_across_ranks(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:

@@ -23,7 +23,7 @@ from recbole_streamrec.data.atomic_files import check_atomic_files, check_split
 from recbole_streamrec.data.batching import bucketed, length_sorted
 from recbole_streamrec.popularity import floor_line, popularity_floor
 from recbole_streamrec.trainer.checkpoint import plain_results
-from recbole_streamrec.distributed import barrier, free_port, is_distributed, is_main, sharded_eval
+from recbole_streamrec.distributed import free_port, is_distributed, is_main, leave_process_group, sharded_eval
 from recbole_streamrec.errors import UserError
 from recbole_streamrec.trainer.recipe import apply_precision, apply_threads, physical_cores
 from recbole_streamrec.utils import get_model, get_trainer
@@ -62,11 +62,13 @@ def run(
                                    config_dict=config_dict, saved=saved, resume=resume, eval_only=eval_only))
     try:
         result = run_config(config, saved=saved, resume=resume, eval_only=eval_only)
-        barrier()  # leave together: a rank that tears gloo down while a peer still talks to it aborts
-        return result if is_main() else None
-    finally:
+    except BaseException:
         if is_distributed():
             torch.distributed.destroy_process_group()
+        raise
+    main = is_main()
+    leave_process_group()  # together: a rank that tears gloo down while a peer still talks to it aborts that peer
+    return result if main else None
 
 
 def launch(config: Config, run_kwargs: dict[str, Any]) -> Optional[dict[str, Any]]:

@@ -79,6 +79,38 @@ def test_a_scoped_override_must_name_a_model(table2, capsys):
     assert "key=value" in capsys.readouterr().err
 
 
+def finished_record(table2, name, model, args, train_seconds, stages=None):
+    """A ``runs/<name>.json`` as ``execute`` writes it, with made-up metrics."""
+    metrics = {m: 0.01 for m in table2.METRICS}
+    if stages:
+        result = {"stage_results": {s: {"valid": metrics, "test": metrics} for s in stages}}
+        passes = {s: {"users_per_second": 100.0, "test_result": metrics} for s in stages}
+        config = {table2.STAGE_LR[s]: 1e-3 for s in stages}
+    else:
+        result = {"valid_result": metrics, "test_result": metrics}
+        passes, config = {"best": {"users_per_second": 100.0, "test_result": metrics}}, {"learning_rate": 1e-3}
+    return {"run": name, "model": model, "lr": None, "args": args, "result": result,
+            "timing": {"passes": passes, "config": config}, "train_seconds": train_seconds, "peak_rss_mb": None}
+
+
+def test_streamrec_started_from_the_tiger_row_counts_its_training_time(table2):
+    runs, _ = plan_of(table2, "--models", "TIGER,STREAMRec", "--no_tune_generative",
+                      "--extra", "STREAMRec:stages=[sft,rl]",
+                      "STREAMRec:init_checkpoint=saved/TIGER-ml-100k-t2-abc123.pth")
+    tag = next(a for a in runs["TIGER"] if a.startswith("--checkpoint_tag="))
+    tiger_args = [a if a != tag else "--checkpoint_tag=t2-abc123" for a in runs["TIGER"]]
+    tiger = finished_record(table2, "TIGER", "TIGER", tiger_args, 3600.0)
+    stream = finished_record(table2, "STREAMRec", "STREAMRec", runs["STREAMRec"], 900.0, stages=["sft", "rl"])
+    rows = table2.rows_for("STREAMRec", [stream], [tiger, stream])
+    assert [r["label"] for r in rows] == ["STREAM-Rec (SFT)", "STREAM-Rec (RL)"]
+    assert rows[-1]["train_seconds"] == 4500.0 and rows[-1]["stage1_run"] == "TIGER"
+    assert "TIGER run `TIGER`" in table2.stage_note(rows)
+    # another TIGER checkpoint (or none) is not this bench's stage 1: the run's own time only
+    other = finished_record(table2, "TIGER", "TIGER", runs["TIGER"], 3600.0)
+    rows = table2.rows_for("STREAMRec", [stream], [other, stream])
+    assert rows[-1]["train_seconds"] == 900.0 and table2.stage_note(rows) == "STREAM-Rec's rows come from one run, SFT → RL."
+
+
 @pytest.fixture(scope="module")
 def readme_tables():
     yield from bench_script("readme_tables")
