@@ -186,8 +186,8 @@ def stage1_run(record: dict[str, Any], records: list[dict[str, Any]]) -> Optiona
     if not start:
         return None
     for other in records:
-        tag = arg_value(other["args"], "checkpoint_tag")
-        if other["model"] == "TIGER" and tag and Path(start).name == f"TIGER-{arg_value(other['args'], 'dataset')}-{tag}.pth":
+        tag, dataset = arg_value(other["args"], "checkpoint_tag"), arg_value(other["args"], "dataset")
+        if other["model"] == "TIGER" and tag and Path(start).name == f"TIGER-{dataset}-{tag}.pth":
             return other
     return None
 

@@ -108,7 +108,8 @@ def test_streamrec_started_from_the_tiger_row_counts_its_training_time(table2):
     # another TIGER checkpoint (or none) is not this bench's stage 1: the run's own time only
     other = finished_record(table2, "TIGER", "TIGER", runs["TIGER"], 3600.0)
     rows = table2.rows_for("STREAMRec", [stream], [other, stream])
-    assert rows[-1]["train_seconds"] == 900.0 and table2.stage_note(rows) == "STREAM-Rec's rows come from one run, SFT → RL."
+    assert rows[-1]["train_seconds"] == 900.0
+    assert table2.stage_note(rows) == "STREAM-Rec's rows come from one run, SFT → RL."
 
 
 @pytest.fixture(scope="module")
