@@ -185,9 +185,12 @@ def stage1_run(record: dict[str, Any], records: list[dict[str, Any]]) -> Optiona
     start = arg_value(record["args"], "init_checkpoint")
     if not start:
         return None
+    from recbole_streamrec.trainer.checkpoint import checkpoint_name  # the runs' own naming rule (imports torch)
+
     for other in records:
-        tag, dataset = arg_value(other["args"], "checkpoint_tag"), arg_value(other["args"], "dataset")
-        if other["model"] == "TIGER" and tag and Path(start).name == f"TIGER-{dataset}-{tag}.pth":
+        config = {"checkpoint_dir": "", "model": other["model"], "dataset": arg_value(other["args"], "dataset"),
+                  "checkpoint_tag": arg_value(other["args"], "checkpoint_tag")}
+        if other["model"] == "TIGER" and Path(start).name == checkpoint_name(config):
             return other
     return None
 
