@@ -245,7 +245,8 @@ _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "stat
                  "progress_interval")
 _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
-            "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant"),
+            "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant", "collaborative"),
+            "trace_vector_source": ("text", "collaborative", "cooccurrence"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")

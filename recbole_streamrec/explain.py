@@ -33,8 +33,13 @@ def item_names(dataset, ids: list[int], texts: Optional[list[str]] = None) -> li
 
 
 def token_items(model, token: int) -> tuple[str, list[int]]:
-    """``L<d>:c<c>`` and the ids of the items whose level-d code is c."""
+    """``L<d>:c<c>`` and the ids of the items whose level-d code is c (``T<j>:c<c>``: level j of the
+    collaborative trace's second ID)."""
     level, code = divmod(token - FIRST_CODE, model.codebook_size)
+    if level >= model.n_codes:  # a collaborative trace token: level j of the items' second ID
+        j = level - model.n_codes
+        items = (model.trace_tokens[1:, j] == token).nonzero().squeeze(1) + 1
+        return f"T{j}:c{code}", items.tolist()
     items = (model.item_codes[1:, level] == code).nonzero().squeeze(1) + 1  # [n] item ids
     return f"L{level}:c{code}", items.tolist()
 

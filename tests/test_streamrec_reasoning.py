@@ -18,6 +18,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_streamrec import explain
+from recbole_streamrec.data.semantic_ids import semantic_ids_of
 from recbole_streamrec.model.streamrec import STREAMRec, trace_statistics
 from recbole_streamrec.tokenizer.codes import FIRST_CODE, tokens_to_codes
 from recbole_streamrec.trainer import STREAMRecTrainer
@@ -110,6 +111,56 @@ def test_plain_heads_reproduce_the_collapse(make_stream, feat) -> None:
     model, _ = make_stream(reasoning_steps=3, residual_head="plain", state_head="plain")
     _, stats = annotate_all(model, feat)
     assert stats["distinct_traces"] < 0.5 * stats["distinct_targets"], stats
+
+
+def collaborative(make_stream, **keys: Any) -> tuple[STREAMRec, Any]:
+    return make_stream(reasoning_trace="collaborative", trace_vector_source="cooccurrence", reasoning_steps=2,
+                       **keys)
+
+
+def test_collaborative_trace_is_the_targets_second_id_on_its_own_tokens(make_stream, feat, tiny_data) -> None:
+    """``reasoning_trace: collaborative``: the trace of a row is its target's RQ-VAE codes over the second view's
+    vectors (here co-occurrence, the semantic IDs being SASRec's), token j among level j's K tokens after ℂ."""
+    model, config = collaborative(make_stream)
+    K, V = model.codebook_size, model.t5.config.vocab_size
+    assert V == FIRST_CODE + (M + 2) * K
+    tokens, stats = annotate_all(model, feat)
+    second = torch.from_numpy(semantic_ids_of(config, tiny_data[2]._dataset, "cooccurrence"))
+    targets = feat[model.POS_ITEM_ID]
+    level = torch.arange(2)
+    torch.testing.assert_close(tokens, FIRST_CODE + (M + level) * K + second[targets, :2])
+    assert not torch.equal(second[:, :2], model.item_codes[:, :2]), "the second view gives other codes"
+    for step in range(2):
+        start, end = model.step_codes(step)
+        assert (start, end) == (FIRST_CODE + (M + step) * K, FIRST_CODE + (M + step + 1) * K)
+    assert stats["spells_target"] == 0.0 and stats["distinct_traces"] > 1, stats
+    with pytest.raises(ValueError, match="reasoning_steps"):
+        collaborative(make_stream, rqvae_levels=1)
+
+
+def test_collaborative_trace_starts_from_tiger_and_thinks_on_its_tokens(make_stream, tiny_batch, feat) -> None:
+    """A one-step model's weights load (its token table's rows first, the trace's rows keep their
+    initialisation); SFT has no L_Quant/L_State to train; inference thinks on the trace tokens and
+    returns real items."""
+    plain, _ = make_stream(reasoning_steps=2)
+    tiger_state = {k: v for k, v in plain.state_dict().items() if not k.startswith(("direct_decoder.", "mlp_"))}
+    model, _ = collaborative(make_stream, reasoning_decoding="joint", reasoning_beam=3)
+    own = model.state_dict()
+    state = model.state_from_tiger(tiger_state)
+    V = plain.t5.config.vocab_size
+    torch.testing.assert_close(state["t5.shared.weight"][:V], tiger_state["t5.shared.weight"])
+    torch.testing.assert_close(state["t5.shared.weight"][V:], own["t5.shared.weight"][V:])
+    model.load_state_dict(state)
+    model.set_stage("sft")
+    model.set_reference(copy.deepcopy(model))
+    rows = Interaction(dict(feat[torch.arange(32)].interaction))
+    rows[model.REASONING_FIELD] = model.annotate(rows)
+    _, _, quant, state_loss = model.sft_loss(rows)
+    assert quant.item() == 0.0 and state_loss.item() == 0.0
+    think, items, scores = model.recommend(tiny_batch, k=5)
+    K = model.codebook_size
+    assert ((think - FIRST_CODE) // K == M + torch.arange(2)).all(), think
+    assert (items > 0).all() and torch.isfinite(scores).all()
 
 
 def test_distance_to_the_target_falls_over_the_steps_after_sft(trained, feat) -> None:

@@ -27,6 +27,16 @@ def _load_codes(path: Path) -> np.ndarray:
         return archive["codes"]
 
 
+def semantic_ids_of(config: Mapping[str, Any], train_dataset, source: str) -> np.ndarray:
+    """:func:`semantic_ids` of the item vectors ``source`` (text | collaborative | cooccurrence), whatever
+    ``item_vector_source`` says; every other tokenizer key is the config's (same cache rules)."""
+    from recbole_streamrec.data.item_vectors import _ConfigView
+
+    view = _ConfigView(getattr(config, "final_config_dict", config))
+    view["item_vector_source"] = source
+    return semantic_ids(view, train_dataset)
+
+
 def semantic_ids(config: Mapping[str, Any], train_dataset) -> np.ndarray:
     """Codes ``[n_items, rqvae_levels + 1]`` (row 0 = padding, zeros); every item's tuple is unique."""
     vectors, source = item_vectors(config, train_dataset)

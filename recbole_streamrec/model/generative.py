@@ -56,9 +56,14 @@ class GenerativeRecommender(SequentialRecommender):
         self.register_buffer("item_codes", codes)
         self.register_buffer("item_tokens", self._tokens_of(codes), persistent=False)
         self.trie = PrefixTrie(codes.numpy(), codebook_size=self.codebook_size)
-        self.t5 = build_t5(config, self.n_codes)
+        self.t5 = build_t5(config, self.n_codes + self.extra_token_levels(config))
         self.d_model = config["d_model"]
         self.full_padding = False  # True pads every history to MAX_ITEM_LIST_LENGTH (the old path; benchmarks, tests)
+
+    def extra_token_levels(self, config) -> int:
+        """Levels of K tokens the vocabulary holds after the items' m levels (none here; STREAM-Rec's
+        collaborative trace has its own)."""
+        return 0
 
     def _tokens_of(self, codes: Tensor) -> Tensor:
         tokens = codes_to_tokens(codes, codebook_size=self.codebook_size)

@@ -34,6 +34,13 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   moving the states) the second annotation's ‖t − s_i‖ rises at the last steps, because MLP_s adds a vector of
   free length; with the defaults it falls at every step, at the same NDCG@10.
 * **Constant trace** (``reasoning_trace: constant``): one fixed trace for every row, the ablation.
+* **Collaborative trace** (``reasoning_trace: collaborative``, not in the paper): the trace is the target's
+  semantic ID in a second view, the RQ-VAE codes of ``trace_vector_source`` item vectors (default
+  ``collaborative``: SASRec item embeddings of the training split) on their own tokens — l ≤ ``rqvae_levels``
+  levels of K tokens after ℂ, token i among level i's K — so the model first names the target's behavioural
+  cluster, coarse to fine, then its text-based ID. The trace is that lookup (no iterative inference, so L_Quant
+  and L_State are 0); measured because the annotated trace spells the target's own ID (a trace that says
+  nothing the item does not) and a constant trace ties it.
 * **One codebook per step** (``reasoning_levels: cyclic``, default): reasoning token i is chosen among level
   (i mod m)'s K codes — in the annotation's argmin, in inference and in GRPO rollouts — as residual
   quantisation quantises step i with codebook i. The trace then runs coarse to fine (its first token is a
@@ -57,6 +64,7 @@ from torch import Tensor, nn
 from transformers.models.t5.modeling_t5 import T5Stack
 
 from recbole_streamrec.data.neighbours import item_neighbours
+from recbole_streamrec.data.semantic_ids import semantic_ids_of
 from recbole_streamrec.model.beam_search import constrained_beam_search
 from recbole_streamrec.model.generative import GenerativeRecommender
 from recbole_streamrec.model.losses import (
@@ -64,12 +72,13 @@ from recbole_streamrec.model.losses import (
     token_cross_entropy,
 )
 from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
-from recbole_streamrec.tokenizer.codes import FIRST_CODE
+from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD
 
 STAGES = ("pretrain", "sft", "rl")
 STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0}  # τ of ``state_temperature: ~``
 HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
 ITEM_DECODINGS = ("level", "free", "trie")
+TRACES = ("annotated", "constant", "collaborative")
 
 
 class Head(nn.Sequential):
@@ -133,6 +142,7 @@ class STREAMRec(GenerativeRecommender):
     REASONING_FIELD = "reasoning_tokens"
 
     def __init__(self, config, dataset):
+        self.reasoning_trace = _choice(config, "reasoning_trace", "annotated", TRACES)  # before the vocabulary
         super().__init__(config, dataset)
         dec_config = copy.deepcopy(self.t5.decoder.config)
         self.direct_decoder = T5Stack(dec_config)
@@ -146,13 +156,14 @@ class STREAMRec(GenerativeRecommender):
         self.quant_update_state = bool(config["quant_update_state"])  # unset: False (see the module docstring)
         self.state_similarity = _choice(config, "state_similarity", "distance", ("distance", "cosine", "dot"))
         self.code_scale = float(self.n_codes) if self.state_head == "codes" else 1.0  # units of t (see above)
-        self.reasoning_trace = _choice(config, "reasoning_trace", "annotated", ("annotated", "constant"))
         self.reasoning_levels = _choice(config, "reasoning_levels", "cyclic", ("cyclic", "all"))
         self.direct_inference = False  # True: evaluate the direct decoder with no prefix (TIGER)
         self.n_reasoning = config["reasoning_steps"]  # l
         self.inference_steps = config["inference_reasoning_steps"]
         if self.inference_steps is None:
             self.inference_steps = self.n_reasoning
+        if self.reasoning_trace == "collaborative":
+            self._build_collaborative_trace(config, dataset)
         self.reasoning_decoding = config["reasoning_decoding"] or "greedy"
         self.reasoning_beam = config["reasoning_beam"] or 4
         self.sample_temperature = config["sample_temperature"] or 1.0
@@ -172,6 +183,27 @@ class STREAMRec(GenerativeRecommender):
         self.register_buffer("neighbours", table, persistent=False)  # [n_items, n_table], most similar first
         self.stage = "pretrain"
         self._reference: Optional["STREAMRec"] = None  # frozen π_ref holder, never a submodule
+
+    def extra_token_levels(self, config) -> int:
+        """The collaborative trace's l levels of K tokens follow ℂ in the vocabulary."""
+        return config["reasoning_steps"] if self.reasoning_trace == "collaborative" else 0
+
+    def _build_collaborative_trace(self, config, dataset) -> None:
+        """``trace_tokens`` ``[n_items, l]``: each item's collaborative semantic ID as trace tokens (module docstring)."""
+        source = config["trace_vector_source"] or "collaborative"
+        levels = config["rqvae_levels"]
+        if not 0 < self.n_reasoning <= levels:
+            raise ValueError(f"reasoning_steps ({self.n_reasoning}) must be 1..rqvae_levels ({levels}) with "
+                             "reasoning_trace: collaborative: the trace is that many levels of the second ID")
+        if self.inference_steps != self.n_reasoning:
+            raise ValueError(f"inference_reasoning_steps ({self.inference_steps}) must equal reasoning_steps "
+                             f"({self.n_reasoning}) with reasoning_trace: collaborative")
+        with torch.random.fork_rng():  # a cache miss must not change this model's initialisation
+            codes = torch.from_numpy(semantic_ids_of(config, dataset, source))[:, : self.n_reasoning]
+        offsets = FIRST_CODE + self.codebook_size * (self.n_codes + torch.arange(self.n_reasoning))
+        tokens = codes + offsets
+        tokens[0] = PAD  # the padding item
+        self.register_buffer("trace_tokens", tokens, persistent=False)  # [n_items, l]
 
     # ---- shared pieces ------------------------------------------------------------------------------
     def set_stage(self, stage: str) -> None:
@@ -199,6 +231,9 @@ class STREAMRec(GenerativeRecommender):
     def step_codes(self, step: int) -> tuple[int, int]:
         """Token ids ``[start, end)`` a reasoning token at ``step`` (0-based) is drawn from: level ``step mod m``'s
         K codes with ``reasoning_levels: cyclic`` (residual quantisation's codebook per step), all of ℂ with ``all``."""
+        if self.reasoning_trace == "collaborative":  # level `step` of the second ID
+            start = FIRST_CODE + (self.n_codes + step) * self.codebook_size
+            return start, start + self.codebook_size
         if self.reasoning_levels == "all":
             return FIRST_CODE, FIRST_CODE + self.n_codes * self.codebook_size
         start = FIRST_CODE + (step % self.n_codes) * self.codebook_size
@@ -265,8 +300,13 @@ class STREAMRec(GenerativeRecommender):
     def annotate(self, interaction, return_distances: bool = False):
         """Iterative residual inference → pseudo-label reasoning tokens ``[B, l]`` (:meth:`annotation_steps`).
 
-        With ``return_distances`` also ``‖t − s_i‖`` for i = 0..l, ``[B, l + 1]``.
+        With ``return_distances`` also ``‖t − s_i‖`` for i = 0..l, ``[B, l + 1]``. A collaborative trace
+        is the target's second ID (its distances are NaN: there is no state to measure).
         """
+        if self.reasoning_trace == "collaborative":
+            tokens = self.trace_tokens[interaction[self.POS_ITEM_ID]]
+            nan = torch.full((tokens.shape[0], self.n_reasoning + 1), float("nan"), device=tokens.device)
+            return (tokens, nan) if return_distances else tokens
         out, dist = [], []
         for t, _, _, s, token in self.annotation_steps(interaction):
             dist.append((t - s).norm(dim=-1))
@@ -291,7 +331,8 @@ class STREAMRec(GenerativeRecommender):
 
         TIGER's encoder, embeddings and decoder become the encoder, E and both decoders (the direct decoder is
         what stage 1 trains on TIGER's task, and the reasoning decoder takes it at the hand-over anyway); MLP_r
-        and MLP_s keep their initialisation. A key TIGER lacks, or a shape that differs, raises ``KeyError`` /
+        and MLP_s keep their initialisation, and so do the collaborative trace's tokens (rows after TIGER's
+        vocabulary). A key TIGER lacks, or a shape that differs, raises ``KeyError`` /
         ``ValueError`` naming it.
         """
         own = self.state_dict()
@@ -302,10 +343,18 @@ class STREAMRec(GenerativeRecommender):
                 if key.startswith(("mlp_r.", "mlp_s.")):
                     continue
                 raise KeyError(key)
-            if tiger_state[source].shape != own[key].shape:
+            theirs = tiger_state[source]
+            if theirs.shape != own[key].shape and self._is_grown_table(theirs, own[key]):
+                theirs = torch.cat([theirs, own[key][theirs.shape[0]:]])  # the trace's new tokens keep their init
+            if theirs.shape != own[key].shape:
                 raise ValueError(key)
-            state[key] = tiger_state[source]
+            state[key] = theirs
         return state
+
+    def _is_grown_table(self, theirs: Tensor, own: Tensor) -> bool:
+        """Whether ``theirs`` is this token table without the collaborative trace's extra rows."""
+        extra = self.extra_token_levels({"reasoning_steps": self.n_reasoning}) * self.codebook_size
+        return extra > 0 and theirs.dim() == 2 and own.shape == (theirs.shape[0] + extra, theirs.shape[1])
 
     def item_logp(self, decoder, prefix: Tensor, items: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
         """log π(codes(items) | x, prefix) ``[B]`` by teacher forcing (EOS not counted)."""
@@ -345,7 +394,7 @@ class STREAMRec(GenerativeRecommender):
         t_quant = t if self.quant_update_codebook else t.detach()
         quant_states = states if self.quant_update_state else states.detach()  # L_Quant's way into MLP_s and d_j
         residuals = self.mlp_r(t_quant.unsqueeze(1) - quant_states[:, :l])  # r_1..r_l, [B, l, d]
-        if l == 0:  # no trace (the l = 0 ablation): nothing to quantise or to score
+        if l == 0 or self.reasoning_trace == "collaborative":  # no trace, or none inferred: nothing to quantise or score
             zero = loss_sft.new_zeros(())
             loss_quant, loss_state = zero, zero
         else:
