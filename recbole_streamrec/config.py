@@ -247,6 +247,7 @@ _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "aut
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant", "collaborative"),
             "trace_vector_source": ("text", "collaborative", "cooccurrence"),
+            "trace_token_init": ("members", "random"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")

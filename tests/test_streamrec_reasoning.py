@@ -163,6 +163,20 @@ def test_collaborative_trace_starts_from_tiger_and_thinks_on_its_tokens(make_str
     assert (items > 0).all() and torch.isfinite(scores).all()
 
 
+def test_trace_tokens_start_at_their_items_mean_code_embedding(make_stream) -> None:
+    """``init_trace_tokens`` (``trace_token_init: members``): a trace token's row of E is the mean t of the
+    items whose second ID has it; the items' own code rows do not move."""
+    model, _ = collaborative(make_stream)
+    before = model.embeddings.detach().clone()
+    model.init_trace_tokens()
+    token = int(model.trace_tokens[1, 1])
+    members = (model.trace_tokens[:, 1] == token).nonzero().squeeze(1)
+    expected = before[model.item_tokens[members]].mean(dim=1).mean(dim=0)
+    torch.testing.assert_close(model.embeddings[token], expected)
+    first_trace = FIRST_CODE + M * model.codebook_size
+    torch.testing.assert_close(model.embeddings[:first_trace], before[:first_trace])
+
+
 def test_distance_to_the_target_falls_over_the_steps_after_sft(trained, feat) -> None:
     _, stats = annotate_all(trained, feat)
     dist = stats["distance"]

@@ -39,7 +39,8 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   ``collaborative``: SASRec item embeddings of the training split) on their own tokens — l ≤ ``rqvae_levels``
   levels of K tokens after ℂ, token i among level i's K — so the model first names the target's behavioural
   cluster, coarse to fine, then its text-based ID. The trace is that lookup (no iterative inference, so L_Quant
-  and L_State are 0); measured because the annotated trace spells the target's own ID (a trace that says
+  and L_State are 0). At the hand-over its tokens' rows of E keep their random initialisation (``trace_token_init:
+  random``, default) or start at the mean t of their items (``members``, :meth:`init_trace_tokens`). Measured because the annotated trace spells the target's own ID (a trace that says
   nothing the item does not) and a constant trace ties it.
 * **One codebook per step** (``reasoning_levels: cyclic``, default): reasoning token i is chosen among level
   (i mod m)'s K codes — in the annotation's argmin, in inference and in GRPO rollouts — as residual
@@ -204,6 +205,21 @@ class STREAMRec(GenerativeRecommender):
         tokens = codes + offsets
         tokens[0] = PAD  # the padding item
         self.register_buffer("trace_tokens", tokens, persistent=False)  # [n_items, l]
+
+    @torch.no_grad()
+    def init_trace_tokens(self) -> None:
+        """Collaborative trace, at the hand-over (``trace_token_init: members``): the row of E of each trace
+        token starts at the mean t (mean code embedding) of the items whose second ID has that code at that
+        level, so the decoder taken from stage 1 already scores trace tokens by their items; a code no item
+        has keeps its initialisation."""
+        items = torch.arange(1, self.n_items, device=self.trace_tokens.device)
+        t = self.target_repr(items).float()  # [I, d]
+        tokens = self.trace_tokens[items].flatten()  # [I·l], item-major
+        table = self.embeddings
+        sums = torch.zeros(table.shape, device=t.device).index_add_(0, tokens, t.repeat_interleave(self.n_reasoning, 0))
+        counts = torch.zeros(table.shape[0], device=t.device).index_add_(0, tokens, torch.ones_like(tokens, dtype=torch.float))
+        used = counts > 0
+        table[used] = (sums[used] / counts[used, None]).to(table.dtype)
 
     # ---- shared pieces ------------------------------------------------------------------------------
     def set_stage(self, stage: str) -> None:

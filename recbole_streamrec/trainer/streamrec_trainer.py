@@ -201,6 +201,8 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
                          + f": valid {self.valid_metric} {direct.get(self.valid_metric, float('nan')):.4f}")
         if (self.config["sft_init_decoder"] or "direct") == "direct":
             model.init_reasoning_from_direct()
+        if model.reasoning_trace == "collaborative" and (self.config["trace_token_init"] or "random") == "members":
+            model.init_trace_tokens()
 
     @torch.no_grad()
     def _annotate(self, train_data) -> None:
