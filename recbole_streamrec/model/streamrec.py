@@ -73,7 +73,7 @@ from recbole_streamrec.model.losses import (
     token_cross_entropy,
 )
 from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
-from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD
+from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD, codes_to_tokens, vocab_size
 
 STAGES = ("pretrain", "sft", "rl")
 STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0}  # τ of ``state_temperature: ~``
@@ -201,8 +201,7 @@ class STREAMRec(GenerativeRecommender):
                              f"({self.n_reasoning}) with reasoning_trace: collaborative")
         with torch.random.fork_rng():  # a cache miss must not change this model's initialisation
             codes = torch.from_numpy(semantic_ids_of(config, dataset, source))[:, : self.n_reasoning]
-        offsets = FIRST_CODE + self.codebook_size * (self.n_codes + torch.arange(self.n_reasoning))
-        tokens = codes + offsets
+        tokens = codes_to_tokens(codes, codebook_size=self.codebook_size) + self.n_codes * self.codebook_size
         tokens[0] = PAD  # the padding item
         self.register_buffer("trace_tokens", tokens, persistent=False)  # [n_items, l]
 
@@ -247,12 +246,11 @@ class STREAMRec(GenerativeRecommender):
     def step_codes(self, step: int) -> tuple[int, int]:
         """Token ids ``[start, end)`` a reasoning token at ``step`` (0-based) is drawn from: level ``step mod m``'s
         K codes with ``reasoning_levels: cyclic`` (residual quantisation's codebook per step), all of ℂ with ``all``."""
-        if self.reasoning_trace == "collaborative":  # level `step` of the second ID
-            start = FIRST_CODE + (self.n_codes + step) * self.codebook_size
-            return start, start + self.codebook_size
-        if self.reasoning_levels == "all":
+        if self.reasoning_levels == "all" and self.reasoning_trace != "collaborative":
             return FIRST_CODE, FIRST_CODE + self.n_codes * self.codebook_size
-        start = FIRST_CODE + (step % self.n_codes) * self.codebook_size
+        # collaborative: level `step` of the second ID, whose levels follow the items' m
+        level = self.n_codes + step if self.reasoning_trace == "collaborative" else step % self.n_codes
+        start = FIRST_CODE + level * self.codebook_size
         return start, start + self.codebook_size
 
     def nearest_code(self, r: Tensor, step: int = 0) -> Tensor:
@@ -369,7 +367,7 @@ class STREAMRec(GenerativeRecommender):
 
     def _is_grown_table(self, theirs: Tensor, own: Tensor) -> bool:
         """Whether ``theirs`` is this token table without the collaborative trace's extra rows."""
-        extra = self.extra_token_levels({"reasoning_steps": self.n_reasoning}) * self.codebook_size
+        extra = self.t5.config.vocab_size - vocab_size(self.n_codes, self.codebook_size)
         return extra > 0 and theirs.dim() == 2 and own.shape == (theirs.shape[0] + extra, theirs.shape[1])
 
     def item_logp(self, decoder, prefix: Tensor, items: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
@@ -403,17 +401,17 @@ class STREAMRec(GenerativeRecommender):
         logits = self.logits(hidden)
         loss_sft = token_cross_entropy(logits, labels)
 
-        t = self.code_scale * self.target_repr(items)  # [B, d]
-        codes = self.embeddings[think]  # E_{o_1..o_l}, [B, l, d]
-        code_sum = torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
-        states = self.state(hidden[:, : l + 1].cumsum(dim=1), code_sum)  # s_0..s_l, [B, l + 1, d]
-        t_quant = t if self.quant_update_codebook else t.detach()
-        quant_states = states if self.quant_update_state else states.detach()  # L_Quant's way into MLP_s and d_j
-        residuals = self.mlp_r(t_quant.unsqueeze(1) - quant_states[:, :l])  # r_1..r_l, [B, l, d]
         if l == 0 or self.reasoning_trace == "collaborative":  # no trace, or none inferred: nothing to quantise or score
             zero = loss_sft.new_zeros(())
             loss_quant, loss_state = zero, zero
         else:
+            t = self.code_scale * self.target_repr(items)  # [B, d]
+            codes = self.embeddings[think]  # E_{o_1..o_l}, [B, l, d]
+            code_sum = torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
+            states = self.state(hidden[:, : l + 1].cumsum(dim=1), code_sum)  # s_0..s_l, [B, l + 1, d]
+            t_quant = t if self.quant_update_codebook else t.detach()
+            quant_states = states if self.quant_update_state else states.detach()  # L_Quant's way into MLP_s and d_j
+            residuals = self.mlp_r(t_quant.unsqueeze(1) - quant_states[:, :l])  # r_1..r_l, [B, l, d]
             loss_quant, loss_state = self._trace_losses(states, residuals, codes, t, l)
 
         negatives = self._draw_negatives(items)
