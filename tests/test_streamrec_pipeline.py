@@ -20,6 +20,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 from recbole_streamrec.config import Config
+from recbole_streamrec.errors import MissingFileError
 from recbole_streamrec.model.streamrec import STREAMRec
 from recbole_streamrec.quick_start import load_data, run
 from recbole_streamrec.trainer import STREAMRecTrainer
@@ -101,6 +102,29 @@ def test_the_pure_rl_schedule(run_overrides) -> None:
     for suffix in ("pretrain", "rl", "pi_ref"):
         assert checkpoint(config, "purerl", suffix).is_file()
     assert not checkpoint(config, "purerl", "sft").exists()
+
+
+def test_sft_without_dpo_starts_from_scratch_and_without_it_names_the_missing_reference(run_overrides) -> None:
+    """``stages: [sft]`` with no stage 1: fine when DPO is off (no π_ref used), a one-line error naming π_ref else."""
+    config = run_overrides("STREAMRec", **{**STREAM_KEYS, "stages": ["sft"], "dpo_weight": 0.0,
+                                           "checkpoint_tag": "scratch"})
+    result = run("STREAMRec", DATASET, config_dict=config)
+    assert list(result["stage_results"]) == ["sft"]
+    assert_metrics(result["stage_results"]["sft"]["test"])
+    assert checkpoint(config, "scratch", "sft").is_file()
+    assert not checkpoint(config, "scratch", "pi_ref").exists()
+
+    config = run_overrides("STREAMRec", **{**STREAM_KEYS, "stages": ["sft"], "checkpoint_tag": "scratch-dpo"})
+    with pytest.raises(MissingFileError, match="pi_ref.pth does not exist"):
+        run("STREAMRec", DATASET, config_dict=config)
+
+
+def test_sft_loss_without_dpo_is_the_same_sft_loss_and_needs_no_reference(make_stream, tiny_batch) -> None:
+    model, _ = make_stream(dpo_weight=0.0)
+    model.set_reference(None)
+    batch = with_reasoning(model, tiny_batch)
+    sft, dpo, _, _ = model.sft_loss(batch)
+    assert dpo.item() == 0.0 and sft.item() > 0.0
 
 
 # ---- resuming ----------------------------------------------------------------------------------------

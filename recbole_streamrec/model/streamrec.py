@@ -414,14 +414,17 @@ class STREAMRec(GenerativeRecommender):
             residuals = self.mlp_r(t_quant.unsqueeze(1) - quant_states[:, :l])  # r_1..r_l, [B, l, d]
             loss_quant, loss_state = self._trace_losses(states, residuals, codes, t, l)
 
-        negatives = self._draw_negatives(items)
-        scored = torch.zeros_like(labels, dtype=torch.bool)
-        scored[:, l : l + self.n_codes] = True
-        chosen = sequence_log_prob(logits.float(), labels, scored)
-        rejected = self.item_logp(self.t5.decoder, think, negatives, enc, mask)
-        ref_chosen, ref_rejected = self.reference_logp(interaction, items, negatives)
-        loss_dpo = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.dpo_beta)
         w = self.weights
+        if w["dpo"] == 0:  # no DPO: neither the rejected item's pass nor π_ref is needed
+            loss_dpo = loss_sft.new_zeros(())
+        else:
+            negatives = self._draw_negatives(items)
+            scored = torch.zeros_like(labels, dtype=torch.bool)
+            scored[:, l : l + self.n_codes] = True
+            chosen = sequence_log_prob(logits.float(), labels, scored)
+            rejected = self.item_logp(self.t5.decoder, think, negatives, enc, mask)
+            ref_chosen, ref_rejected = self.reference_logp(interaction, items, negatives)
+            loss_dpo = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.dpo_beta)
         return loss_sft, w["dpo"] * loss_dpo, w["quant"] * loss_quant, w["state"] * loss_state
 
     def _trace_losses(self, states: Tensor, residuals: Tensor, codes: Tensor, t: Tensor,

@@ -12,7 +12,8 @@ stage from a given checkpoint; ``stages: [pretrain, rl]`` is the "pure RL" sched
 also be a trained TIGER of the same T5 and semantic IDs: with ``stages: [sft, rl]`` that TIGER *is* stage 1
 (its encoder, E and decoder become the encoder, E and both decoders, and π_ref), so STREAM-Rec's reasoning
 is measured on top of exactly the one-step model it is compared with (not the paper's stage 1: no
-lengthened targets).
+lengthened targets). With ``dpo_weight: 0`` SFT needs no π_ref, so ``stages: [sft]`` without ``init_checkpoint``
+trains the reasoning policy from scratch (e.g. a collaborative trace against TIGER at the same recipe).
 
 Hand-over stage 1 → stage 2 (``sft_init_decoder``): at the start of SFT the stage-1 direct decoder is
 evaluated as TIGER on validation (logged, kept as ``direct_valid_result``), then with ``direct``
@@ -93,9 +94,21 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         """Write the current model as π_ref (the end of stage 1, or a trained TIGER standing in for it)."""
         save_checkpoint({"model": self.config["model"], "state_dict": self.model.state_dict()}, self._reference_file())
 
-    def _load_reference(self) -> None:
-        """π_ref = frozen (encoder, direct decoder) saved at the end of stage 1."""
+    def _load_reference(self, stage: str) -> None:
+        """π_ref = frozen (encoder, direct decoder) saved at the end of stage 1.
+
+        SFT without DPO (``dpo_weight: 0``) uses no π_ref, so ``stages: [sft]`` may then start from scratch (no
+        ``init_checkpoint``, no stage 1); any other stage without the file is a one-line error naming it.
+        """
+        from recbole_streamrec.errors import MissingFileError
+
         self.model.set_reference(None)  # never copy an older reference along
+        if not os.path.isfile(self._reference_file()):
+            if stage == "sft" and self.config["dpo_weight"] == 0:
+                self.logger.info(f"no π_ref ({self._reference_file()}): SFT without DPO needs none")
+                return
+            raise MissingFileError(f"π_ref {self._reference_file()} does not exist: run stage 1 (pretrain), start "
+                                   "from a TIGER init_checkpoint, or set reference_checkpoint")
         reference = copy.deepcopy(self.model)
         reference.load_state_dict(load_checkpoint(self._reference_file(), self.device)["state_dict"])
         self.model.set_reference(reference)
@@ -156,7 +169,7 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         for stage in self.stages:
             self._begin_stage(stage)
             if stage != "pretrain":
-                self._load_reference()
+                self._load_reference(stage)
             if stage == "sft":
                 self._hand_over_to_sft(valid_data)  # a resumed stage then loads its own weights over it
             if self._resume_stage(stage):
