@@ -161,8 +161,11 @@ def test_collaborative_trace_starts_from_tiger_and_thinks_on_its_tokens(make_str
     K = model.codebook_size
     assert ((think - FIRST_CODE) // K == M + torch.arange(2)).all(), think
     assert (items > 0).all() and torch.isfinite(scores).all()
-    # an untrained model may think of a cluster no item is in (which one depends on the CPU's kernels): explain a
-    # token that real items use, the trace of item 1
+    label, pointed = explain.token_items(model, int(think[0, 1]))
+    assert label.startswith("T1:c")
+    assert (model.trace_tokens[pointed, 1] == think[0, 1]).all()
+    # an untrained model may think of a cluster no item is in (which one depends on the CPU's kernels), so the
+    # token that must point at items is one real items use: the trace of item 1
     token = model.trace_tokens[1, 1]
     label, pointed = explain.token_items(model, int(token))
     assert label.startswith("T1:c") and 1 in pointed

@@ -98,19 +98,15 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         """π_ref = frozen (encoder, direct decoder) saved at the end of stage 1.
 
         SFT without DPO (``dpo_weight: 0``) uses no π_ref, so ``stages: [sft]`` may then start from scratch (no
-        ``init_checkpoint``, no stage 1); any other stage without the file is a one-line error naming it.
+        ``init_checkpoint``, no stage 1); any other stage without the file gets ``load_checkpoint``'s one-line error.
         """
-        from recbole_streamrec.errors import MissingFileError
-
         self.model.set_reference(None)  # never copy an older reference along
-        if not os.path.isfile(self._reference_file()):
-            if stage == "sft" and self.config["dpo_weight"] == 0:
-                self.logger.info(f"no π_ref ({self._reference_file()}): SFT without DPO needs none")
-                return
-            raise MissingFileError(f"π_ref {self._reference_file()} does not exist: run stage 1 (pretrain), start "
-                                   "from a TIGER init_checkpoint, or set reference_checkpoint")
+        path = self._reference_file()
+        if stage == "sft" and self.config["dpo_weight"] == 0 and not os.path.isfile(path):
+            self.logger.info(f"no π_ref ({path}): SFT without DPO needs none")
+            return
         reference = copy.deepcopy(self.model)
-        reference.load_state_dict(load_checkpoint(self._reference_file(), self.device)["state_dict"])
+        reference.load_state_dict(load_checkpoint(path, self.device)["state_dict"])
         self.model.set_reference(reference)
 
     def _frozen_policy(self):
