@@ -227,3 +227,30 @@ def test_annotation_table_reads_every_annotation_line(annotation_table, tmp_path
     (tmp_path / "empty.log").write_text("no annotation here\n")
     with pytest.raises(SystemExit, match="empty.log"):
         annotation_table.main([str(tmp_path / "empty.log")])
+
+
+@pytest.fixture(scope="module")
+def curves():
+    yield from bench_script("curves")
+
+
+def test_curves_reads_every_validation_point_of_a_log(curves, tmp_path) -> None:
+    def epoch(n, ndcg, prefix=""):
+        return (f"x INFO  {prefix}epoch {n} training [time: 10.00s, train loss: 1]\n"
+                f"x INFO  epoch {n} evaluating [time: 2.50s, valid_score: {ndcg}]\nx INFO  valid result: \n"
+                f"recall@5 : 0.01    recall@10 : 0.02    ndcg@5 : 0.005    ndcg@10 : {ndcg}\n")
+    tiger, sft = tmp_path / "tiger.log", tmp_path / "sft.log"
+    tiger.write_text(epoch(0, 0.01) + epoch(1, 0.03) + epoch(2, 0.02)
+                     + "x INFO  test result: {'ndcg@10': 0.9}\n")  # not a validation point
+    sft.write_text(epoch(0, 0.015, "[sft] ") + "x INFO  annotated …\n" + epoch(0, 0.025, "[sft] "))  # round 2
+    lines = curves.main(["--at", "1,3", f"TIGER l=0={tiger}", f"SFT={sft}"]).splitlines()
+    assert lines[2] == "| TIGER l=0 | 0.0100 | 0.0200 | 0.0300 (2) | 3 | 38s |"
+    assert lines[3] == "| SFT | 0.0150 | — | 0.0250 (2) | 2 | 25s |"
+    out = tmp_path / "curves.png"
+    curves.main([f"TIGER={tiger}", "--plot", str(out)])
+    assert out.stat().st_size > 0
+    (tmp_path / "empty.log").write_text("no epochs\n")
+    with pytest.raises(SystemExit, match="empty.log"):
+        curves.main([f"x={tmp_path / 'empty.log'}"])
+    with pytest.raises(SystemExit, match="recall@20"):
+        curves.main(["--metric", "recall@20", f"x={tiger}"])

@@ -1,0 +1,97 @@
+"""Validation curves of training runs, read back from their logs, as one markdown table (and a plot).
+
+    python bench/curves.py --at 10,20,30,40,50 --plot curves.png \
+        TIGER=docs/results/amazon2018-scientific-cpu/runs/TIGER.log \
+        "STREAM-Rec l=1=docs/results/amazon2018-scientific-cpu/scratch-collaborative-l1-es/run.log"
+
+Each ``LABEL=LOG`` is the log of one ``run_recbole_streamrec.py`` run (TIGER, a STREAM-Rec stage, a baseline).
+Every ``epoch N evaluating`` line and the ``valid result`` after it is one point; the k-th point of a log is
+epoch k (RecBole validates every epoch by default, ``eval_step: 1``; SFT rounds and ``--resume`` continuations
+count on, so pass one stage's log). Columns: the metric after each epoch of ``--at``, the best value and its
+epoch, the number of epochs, and the training + validation time (RecBole's ``[time: …s]``), so that runs are
+compared at the same epoch, not only at their ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt_number, fmt_seconds, markdown_table, pyplot  # noqa: E402
+
+POINT = re.compile(r"epoch \d+ evaluating \[time: ([0-9.]+)s[^\n]*\n[^\n]*valid result: ?\n([^\n]*)")
+METRIC = re.compile(r"([\w@]+) : ([0-9.]+)")
+TRAIN_TIME = re.compile(r"epoch \d+ training \[time: ([0-9.]+)s")
+
+
+def curve(path: Path, metric: str) -> tuple[list[float], float]:
+    """(the metric after every epoch, training + validation seconds) of the log at ``path``.
+
+    A log without a validation point, or whose points lack ``metric``, is a ``ValueError`` naming it.
+    """
+    text = path.read_text(errors="replace")
+    values, seconds = [], sum(float(t) for t in TRAIN_TIME.findall(text))
+    for eval_time, line in POINT.findall(text):
+        metrics = dict(METRIC.findall(line))
+        if metric not in metrics:
+            raise ValueError(f"{path}: a validation result without {metric!r} (it has {', '.join(metrics)})")
+        values.append(float(metrics[metric]))
+        seconds += float(eval_time)
+    if not values:
+        raise ValueError(f"{path}: no 'epoch N evaluating' line followed by 'valid result' (not a training log?)")
+    return values, seconds
+
+
+def table(curves: dict[str, tuple[list[float], float]], at: list[int], metric: str) -> str:
+    header = ["run", *(f"valid {metric} ep {e}" for e in at), "best (epoch)", "epochs", "train + valid time"]
+    rows = []
+    for label, (values, seconds) in curves.items():
+        best = max(range(len(values)), key=values.__getitem__)
+        rows.append([label, *(fmt_number(values[e - 1]) if e <= len(values) else "—" for e in at),
+                     f"{values[best]:.4f} ({best + 1})", str(len(values)), fmt_seconds(seconds)])
+    return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
+
+
+def plot(curves: dict[str, tuple[list[float], float]], path: Path, metric: str) -> None:
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
+    for label, (values, _) in curves.items():
+        ax.plot(range(1, len(values) + 1), values, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"valid {metric}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="LABEL=LOG pairs")
+    parser.add_argument("--metric", default="ndcg@10")
+    parser.add_argument("--at", default="10,20,30", help="comma-separated epochs (1-based) to tabulate")
+    parser.add_argument("--plot", type=Path, default=None, help="also write the curves to this PNG")
+    args = parser.parse_args(argv)
+    try:
+        at = [int(e) for e in args.at.split(",")]
+    except ValueError:
+        parser.error(f"--at: expected comma-separated epochs, got {args.at!r}")
+    curves = {}
+    for pair in args.runs:
+        label, sep, log = pair.rpartition("=")
+        if not sep or not label or not log:
+            parser.error(f"expected LABEL=LOG, got {pair!r}")
+        try:
+            curves[label] = curve(Path(log), args.metric)
+        except (OSError, ValueError) as err:
+            sys.exit(f"curves: {err}")
+    text = table(curves, at, args.metric) + "\n"
+    print(text, end="")
+    if args.plot:
+        plot(curves, args.plot, args.metric)
+    return text
+
+
+if __name__ == "__main__":
+    main()
