@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> str:
     try:
         at = [int(e) for e in args.at.split(",")]
     except ValueError:
-        parser.error(f"--at: expected comma-separated epochs, got {args.at!r}")
+        at = []
+    if not at or min(at) < 1:
+        parser.error(f"--at: expected comma-separated epochs from 1 on, got {args.at!r}")
     curves = {}
     for pair in args.runs:
         label, sep, log = pair.rpartition("=")

@@ -252,5 +252,7 @@ def test_curves_reads_every_validation_point_of_a_log(curves, tmp_path) -> None:
     (tmp_path / "empty.log").write_text("no epochs\n")
     with pytest.raises(SystemExit, match="empty.log"):
         curves.main([f"x={tmp_path / 'empty.log'}"])
+    with pytest.raises(SystemExit):
+        curves.main(["--at", "0,10", f"x={tiger}"])  # epochs count from 1
     with pytest.raises(SystemExit, match="recall@20"):
         curves.main(["--metric", "recall@20", f"x={tiger}"])
