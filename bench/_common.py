@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -119,6 +120,11 @@ def fmt_seconds(seconds: Optional[float]) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def logged_seconds(log_text: str) -> float:
+    """Sum of RecBole's ``training [time: …s`` and ``evaluating [time: …s`` in one run log's text."""
+    return sum(float(m) for m in re.findall(r"(?:training|evaluating) \[time: ([0-9.]+)s", log_text))
 
 
 def fmt_number(value: Optional[float], digits: int = 4) -> str:

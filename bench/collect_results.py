@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    METRICS, PAPER_COLUMN, fmt_number, fmt_seconds, machine_info, machine_line, markdown_table, paper_value,
+    METRICS, PAPER_COLUMN, fmt_number, fmt_seconds, logged_seconds, machine_info, machine_line, markdown_table,
+    paper_value,
 )
 
 STAGE_ROW = {"pretrain": "PT", "sft": "SFT", "rl": "RL"}
@@ -35,8 +35,7 @@ def rows_of(result: dict) -> list[tuple[str, str, dict, dict]]:
 def epoch_seconds(logs: str) -> float:
     """Sum of RecBole's ``training [time: …s`` and ``evaluating [time: …s`` over ``+``-joined run logs (a run
     and its ``--resume`` continuations)."""
-    return sum(float(m) for log in logs.split("+")
-               for m in re.findall(r"(?:training|evaluating) \[time: ([0-9.]+)s", Path(log).read_text()))
+    return sum(logged_seconds(Path(log).read_text()) for log in logs.split("+"))
 
 
 def main() -> None:

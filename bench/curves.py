@@ -2,7 +2,7 @@
 
     python bench/curves.py --at 10,20,30,40,50 --plot curves.png \
         TIGER=docs/results/amazon2018-scientific-cpu/runs/TIGER.log \
-        "STREAM-Rec l=1=docs/results/amazon2018-scientific-cpu/scratch-collaborative-l1-es/run.log"
+        "STREAM-Rec l=1=docs/results/amazon2018-scientific-cpu/scratch-collaborative-l1/run.log"
 
 Each ``LABEL=LOG`` is the log of one ``run_recbole_streamrec.py`` run (TIGER, a STREAM-Rec stage, a baseline).
 Every ``epoch N evaluating`` line and the ``valid result`` after it is one point; the k-th point of a log is
@@ -20,11 +20,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_number, fmt_seconds, markdown_table, pyplot  # noqa: E402
+from _common import fmt_number, fmt_seconds, logged_seconds, markdown_table, pyplot  # noqa: E402
 
-POINT = re.compile(r"epoch \d+ evaluating \[time: ([0-9.]+)s[^\n]*\n[^\n]*valid result: ?\n([^\n]*)")
+POINT = re.compile(r"epoch \d+ evaluating \[[^\n]*\n[^\n]*valid result: ?\n([^\n]*)")
 METRIC = re.compile(r"([\w@]+) : ([0-9.]+)")
-TRAIN_TIME = re.compile(r"epoch \d+ training \[time: ([0-9.]+)s")
 
 
 def curve(path: Path, metric: str) -> tuple[list[float], float]:
@@ -33,16 +32,15 @@ def curve(path: Path, metric: str) -> tuple[list[float], float]:
     A log without a validation point, or whose points lack ``metric``, is a ``ValueError`` naming it.
     """
     text = path.read_text(errors="replace")
-    values, seconds = [], sum(float(t) for t in TRAIN_TIME.findall(text))
-    for eval_time, line in POINT.findall(text):
+    values = []
+    for line in POINT.findall(text):
         metrics = dict(METRIC.findall(line))
         if metric not in metrics:
             raise ValueError(f"{path}: a validation result without {metric!r} (it has {', '.join(metrics)})")
         values.append(float(metrics[metric]))
-        seconds += float(eval_time)
     if not values:
         raise ValueError(f"{path}: no 'epoch N evaluating' line followed by 'valid result' (not a training log?)")
-    return values, seconds
+    return values, logged_seconds(text)
 
 
 def table(curves: dict[str, tuple[list[float], float]], at: list[int], metric: str) -> str:
