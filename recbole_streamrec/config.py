@@ -248,7 +248,8 @@ _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "aut
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant", "collaborative"),
             "trace_vector_source": ("text", "collaborative", "cooccurrence"),
             "trace_token_init": ("members", "random"),
-            "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split")}
+            "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split"),
+            "rl_rollout": ("sample", "beam")}
 _OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 

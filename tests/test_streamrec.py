@@ -562,6 +562,39 @@ def test_rollout_tokens_and_mean_state(rl_setup, decoding: str) -> None:
     torch.testing.assert_close(mean_state, hidden.mean(dim=1), atol=1e-5, rtol=1e-5)
 
 
+def test_beam_rollouts_are_the_policys_ranked_list(rl_setup) -> None:
+    """``rl_rollout: beam``: G distinct real (trace, item) pairs per user, best first by log π(trace, item)."""
+    model, cfg, batch = rl_setup
+    enc, mask = model.encode(batch)
+    tokens, mean_state = model.beam_rollout(enc, mask, G)
+    b, l, k = batch[model.ITEM_SEQ].shape[0], model.n_reasoning, model.codebook_size
+    assert l > 0 and tokens.shape == (b * G, l + M) and mean_state.shape == (b * G, model.d_model)
+    items = model.trie.lookup(tokens_to_codes(tokens[:, l:], codebook_size=k))
+    assert (items > 0).all(), "every beam rollout is a real item"
+    assert all(len({tuple(t) for t in user}) == G for user in tokens.view(b, G, -1).tolist()), "no pair twice"
+    enc_n, mask_n = enc.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)
+
+    def ranked_score(seqs: torch.Tensor) -> torch.Tensor:  # joint decoding's key: trace over its step's codes, item over V
+        with torch.no_grad():
+            logits = model.logits(model.decode_hidden(model.t5.decoder, seqs, enc_n, mask_n)).float()
+        for step in range(l):
+            model._mask_to_step_codes(logits[:, step], step)
+        return F.log_softmax(logits, dim=-1).gather(2, seqs.unsqueeze(-1)).squeeze(-1).sum(dim=1).view(b, G)
+
+    score = ranked_score(tokens)
+    with torch.no_grad():
+        hidden = model.decode_hidden(model.t5.decoder, tokens, enc_n, mask_n)
+    assert (score[:, :-1] >= score[:, 1:] - 1e-4).all(), "best first"
+    torch.manual_seed(0)
+    sampled = model.rollout(enc, mask, G, item_decoding="trie")[0]
+    assert (score[:, 0] >= ranked_score(sampled).max(dim=1).values - 1e-4).float().mean() > 0.5, \
+        "the head of the list beats the best of G samples for most users"
+    torch.testing.assert_close(mean_state, hidden.mean(dim=1), atol=1e-5, rtol=1e-5)
+    _, advantages, rewards = rollout_rewards(model, batch, dataclasses.replace(cfg, rollout="beam"))
+    assert (rewards["format"] == 0).all()
+    torch.testing.assert_close(advantages.view(b, G).mean(dim=1), torch.zeros(b), atol=1e-5, rtol=0)
+
+
 def test_candidate_logp_equals_teacher_forced_item_logp(rl_setup) -> None:
     model, _, batch = rl_setup
     enc, mask = model.encode(batch)

@@ -631,6 +631,38 @@ class STREAMRec(GenerativeRecommender):
         return torch.cat(tokens, dim=1), torch.stack(states, dim=1).mean(dim=1)
 
     @torch.no_grad()
+    def beam_rollout(self, enc: Tensor, mask: Tensor, group: int) -> tuple[Tensor, Tensor]:
+        """The ``group`` most likely (trace, item) pairs per user instead of samples (``rl_rollout: beam``).
+
+        A beam of ``reasoning_beam`` traces of l tokens (as joint decoding), then the ``group`` best real items
+        after each trace (trie-constrained beam), ranked by log π(trace) + log π(item | trace); the ``group``
+        best pairs are the rollouts, best first. The group is then the policy's own top of the list, so the
+        group advantage pushes the target up and the wrong items ranked above it down (not in the paper).
+        Returns tokens ``[B·G, l + m]`` and the mean decoder state ``[B·G, d]``, as :meth:`rollout`.
+        """
+        batch, steps = enc.shape[0], self.n_reasoning
+        cached = CachedT5Decoder(self.t5.decoder)
+        state = cached.start(enc, mask)
+        hidden = cached.step(self.start_tokens(batch, enc.device), state)[:, -1]
+        if steps:
+            hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
+        else:
+            traces = torch.zeros(batch, 1, 0, dtype=torch.long, device=enc.device)
+            trace_logp = hidden.new_zeros(batch, 1, dtype=torch.float)
+        width = trace_logp.shape[1]
+        first = F.log_softmax(self.logits(hidden).float(), dim=-1)  # [B·W, V]: one item beam per trace
+        items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=group)
+        scores = scores.view(batch, width * group) + trace_logp.repeat_interleave(group, dim=1)
+        best = scores.topk(group, dim=1).indices  # [B, G]
+        item = items.view(batch, width * group).gather(1, best)
+        trace = traces.gather(1, (best // group).unsqueeze(-1).expand(-1, -1, steps))  # [B, G, l]
+        item = item.clamp(min=1)  # a dead beam (only with fewer than G items in all) stands for item 1
+        tokens = torch.cat([trace, self.target_tokens(item)], dim=-1).view(batch * group, -1)
+        hidden = self.decode_hidden(self.t5.decoder, tokens, enc.repeat_interleave(group, 0),
+                                    mask.repeat_interleave(group, 0))
+        return tokens, hidden.mean(dim=1)
+
+    @torch.no_grad()
     def candidate_logp(self, enc: Tensor, mask: Tensor, think: Tensor, candidates: Tensor) -> Tensor:
         """log π_θ(codes(c) | x, think) for candidates ``[N, C]`` after reasoning ``think`` ``[N, l]``.
 

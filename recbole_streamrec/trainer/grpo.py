@@ -10,6 +10,11 @@ SPEC §5b choices:
 * **Item decoding** (``rl_item_decoding``): ``level`` (default) draws item token d among level d's K codes,
   so a rollout can be a real item and the format reward varies; ``free`` draws from all of ℂ (almost never
   an item); ``trie`` only real items (the format reward is then always 0).
+* **Rollouts** (``rl_rollout``): ``sample`` (default, the paper) draws the G rollouts from the policy as
+  above; ``beam`` takes the G most likely (trace, item) pairs of a trace beam then a trie-constrained item beam
+  (:meth:`STREAMRec.beam_rollout`), so a group is the policy's own top of the list and the advantage pushes the
+  target up and the wrong items ranked above it down, which is what NDCG@10 measures (not in the paper; ranked
+  rollouts as in MiniOneRec's GRPO). ``rl_item_decoding`` is then moot (always real items).
 * **Iterations** (``rl_iterations``): the old log-probabilities are those of the rollout policy, computed
   once per rollout batch and fixed; pass 1 has ratio exactly 1, later passes see the ratio move and the
   clip act (TRL's ``num_iterations``).
@@ -59,6 +64,7 @@ class GRPOConfig:
     iterations: int = 1
     advantage: str = "total"
     credit: str = "rollout"
+    rollout: str = "sample"
 
     @classmethod
     def from_config(cls, config) -> "GRPOConfig":
@@ -73,6 +79,7 @@ class GRPOConfig:
             weights={name: float(config[f"reward_{name}_weight"]) for name in REWARD_NAMES},
             iterations=int(config["rl_iterations"] or 1),
             advantage=config["rl_advantage"] or "total", credit=config["rl_credit"] or "rollout",  # checked at start-up
+            rollout=config["rl_rollout"] or "sample",
         )
 
 
@@ -94,8 +101,11 @@ def rollout_rewards(model, batch, cfg: GRPOConfig) -> tuple[Tensor, Tensor, dict
     model.eval()
     items = batch[model.POS_ITEM_ID]  # [B]
     enc, mask = model.encode(batch)
-    tokens, mean_state = model.rollout(enc, mask, cfg.group, temperature=cfg.temperature,
-                                       item_decoding=cfg.item_decoding)
+    if cfg.rollout == "beam":
+        tokens, mean_state = model.beam_rollout(enc, mask, cfg.group)
+    else:
+        tokens, mean_state = model.rollout(enc, mask, cfg.group, temperature=cfg.temperature,
+                                           item_decoding=cfg.item_decoding)
     think, item_tokens = tokens[:, : model.n_reasoning], tokens[:, model.n_reasoning :]
     target = items.repeat_interleave(cfg.group)  # [B·G]
     pred_codes = tokens_to_codes(item_tokens, codebook_size=model.codebook_size)  # [B·G, m]
