@@ -537,10 +537,7 @@ class STREAMRec(GenerativeRecommender):
         with self._amp():
             enc, mask = self.encode(interaction)
             batch = enc.shape[0]
-            cached = CachedT5Decoder(self.inference_decoder())
-            state = cached.start(enc, mask)
-            hidden = cached.step(self.start_tokens(batch, enc.device), state)[:, -1]
-            hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
+            cached, state, hidden, traces, trace_logp = self._trace_beams(self.inference_decoder(), enc, mask, steps)
             width = trace_logp.shape[1]
             first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)
             items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam,
@@ -564,6 +561,14 @@ class STREAMRec(GenerativeRecommender):
             prefix = torch.cat([self.start_tokens(enc.shape[0], enc.device), think], dim=1)
             first = F.log_softmax(self.logits(cached.step(prefix, state)[:, -1]).float(), dim=-1)
             return constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam)
+
+    def _trace_beams(self, decoder, enc: Tensor, mask: Tensor, steps: int):
+        """Start ``decoder`` on ``enc`` and keep a beam of ``reasoning_beam`` traces of ``steps`` tokens:
+        ``(cached, state, hidden [B·W, d], traces [B, W, steps], log-probs [B, W])`` (W = 1 when ``steps`` is 0)."""
+        cached = CachedT5Decoder(decoder)
+        state = cached.start(enc, mask)
+        hidden = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]
+        return (cached, state, *self._beam_prefix(cached, state, hidden, steps, keep_all=True))
 
     def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor,
                      steps: int, keep_all: bool = False):
@@ -641,14 +646,7 @@ class STREAMRec(GenerativeRecommender):
         Returns tokens ``[B·G, l + m]`` and the mean decoder state ``[B·G, d]``, as :meth:`rollout`.
         """
         batch, steps = enc.shape[0], self.n_reasoning
-        cached = CachedT5Decoder(self.t5.decoder)
-        state = cached.start(enc, mask)
-        hidden = cached.step(self.start_tokens(batch, enc.device), state)[:, -1]
-        if steps:
-            hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
-        else:
-            traces = torch.zeros(batch, 1, 0, dtype=torch.long, device=enc.device)
-            trace_logp = hidden.new_zeros(batch, 1, dtype=torch.float)
+        cached, state, hidden, traces, trace_logp = self._trace_beams(self.t5.decoder, enc, mask, steps)
         width = trace_logp.shape[1]
         first = F.log_softmax(self.logits(hidden).float(), dim=-1)  # [B·W, V]: one item beam per trace
         items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=group)
