@@ -582,6 +582,8 @@ def test_beam_rollouts_are_the_policys_ranked_list(rl_setup) -> None:
         return F.log_softmax(logits, dim=-1).gather(2, seqs.unsqueeze(-1)).squeeze(-1).sum(dim=1).view(b, G)
 
     score = ranked_score(tokens)
+    _, searched, _, _ = model._trace_item_beam(model.t5.decoder, enc, mask, l, max(G, model.beam_size))
+    torch.testing.assert_close(score, searched[:, :G], atol=1e-4, rtol=0)  # each item after the trace it came from
     with torch.no_grad():
         hidden = model.decode_hidden(model.t5.decoder, tokens, enc_n, mask_n)
     assert (score[:, :-1] >= score[:, 1:] - 1e-4).all(), "best first"

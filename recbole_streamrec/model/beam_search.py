@@ -34,7 +34,8 @@ def constrained_beam_search(
     *,
     beam_size: int,
     beams_per_user: int = 1,
-) -> tuple[Tensor, Tensor]:
+    return_origins: bool = False,
+) -> tuple[Tensor, ...]:
     """Search the ``beam_size`` most likely items for each of ``B`` users.
 
     Args:
@@ -45,10 +46,12 @@ def constrained_beam_search(
         trie: valid code tuples.
         beams_per_user: ``W`` starting sequences per user (e.g. reasoning traces); level 0 chooses among
             all ``W·K`` continuations, so one user's beams may follow different prefixes.
+        return_origins: also return which of the ``W`` starting sequences each item follows.
 
     Returns:
         items ``[B, beam]`` (RecBole item ids, 0 for a dead beam) and scores ``[B, beam]`` (sequence
-        log-probabilities, −inf for a dead beam), best first.
+        log-probabilities, −inf for a dead beam), best first; with ``return_origins`` also the starting
+        sequence of each, ``[B, beam]`` in ``0..W−1``.
     """
     width, k = beams_per_user, trie.codebook_size
     batch = first_logprobs.shape[0] // width
@@ -67,6 +70,7 @@ def constrained_beam_search(
     scores, flat = logp.topk(beam, dim=-1)  # [B, beam]
     prefix = children.gather(1, flat).masked_fill(scores == float("-inf"), -1)
     origin = (flat // k).clamp(max=width - 1)  # which starting sequence; a padded (dead) beam takes the last
+    sources = origin  # [B, beam]: the starting sequence each beam follows
     codes = flat % k  # a padded beam still has a valid token to feed
     if width == 1:
         state.expand(beam)
@@ -81,10 +85,11 @@ def constrained_beam_search(
         total = (scores.reshape(-1, 1) + logp).masked_fill(children < 0, float("-inf"))
         scores, flat = total.view(batch, beam * k).topk(beam, dim=-1)  # [B, beam]
         origin, codes = flat // k, flat % k
+        sources = sources.gather(1, origin)
         prefix = children.view(batch, beam, k)[
             torch.arange(batch, device=flat.device).unsqueeze(1), origin, codes
         ].masked_fill(scores == float("-inf"), -1)
         if level < trie.n_levels - 1:
             state.select((origin + offsets).reshape(-1))
     items = prefix.clamp(min=0)
-    return items, scores
+    return (items, scores, sources) if return_origins else (items, scores)

@@ -533,22 +533,32 @@ class STREAMRec(GenerativeRecommender):
     def _joint_search(self, interaction, beam: int) -> tuple[Tensor, Tensor, Tensor]:
         """``joint`` decoding (:meth:`generate_items`): items and marginal scores ``[B, beam]``, and the most
         likely trace ``[B, steps]``."""
-        steps = self.prefix_steps()
         with self._amp():
             enc, mask = self.encode(interaction)
-            batch = enc.shape[0]
-            cached, state, hidden, traces, trace_logp = self._trace_beams(self.inference_decoder(), enc, mask, steps)
-            width = trace_logp.shape[1]
-            first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)
-            items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam,
-                                                    beams_per_user=width)
-        marginal = torch.full((batch, self.n_items), float("-inf"), device=scores.device)
+            decoder, steps = self.inference_decoder(), self.prefix_steps()
+            items, scores, traces, _ = self._trace_item_beam(decoder, enc, mask, steps, beam)
+        marginal = torch.full((enc.shape[0], self.n_items), float("-inf"), device=scores.device)
         for j in range(beam):  # logsumexp over the traces that reach the same item
             column = marginal.gather(1, items[:, j : j + 1])
             marginal.scatter_(1, items[:, j : j + 1], torch.logaddexp(column, scores[:, j : j + 1]))
         marginal[:, 0] = float("-inf")  # dead beams point at the padding item
         scores, items = marginal.topk(min(beam, self.n_items), dim=-1)
         return items.masked_fill(scores == float("-inf"), 0), scores, traces[:, 0]  # traces sorted: 0 is the best
+
+    def _trace_item_beam(self, decoder, enc: Tensor, mask: Tensor, steps: int, beam: int):
+        """A beam of ``reasoning_beam`` traces of ``steps`` tokens, then one item beam of ``beam`` over all
+        (trace, item) continuations, ranked by log π(trace) + log π(item | trace): ``(items [B, beam], scores
+        [B, beam], traces [B, W, steps], origins [B, beam])``; ``origins`` names each item's trace in ``traces``
+        (W = 1 when ``steps`` is 0)."""
+        cached = CachedT5Decoder(decoder)
+        state = cached.start(enc, mask)
+        hidden = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]
+        hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
+        first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)  # [B·W, V]
+        items, scores, origins = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
+                                                         beam_size=beam, beams_per_user=trace_logp.shape[1],
+                                                         return_origins=True)
+        return items, scores, traces, origins
 
     def _generate_after_oracle(self, interaction, beam: int, steps: int) -> tuple[Tensor, Tensor]:
         """``reasoning_decoding: oracle`` (a diagnostic upper bound, it reads the target): the item beam after
@@ -561,14 +571,6 @@ class STREAMRec(GenerativeRecommender):
             prefix = torch.cat([self.start_tokens(enc.shape[0], enc.device), think], dim=1)
             first = F.log_softmax(self.logits(cached.step(prefix, state)[:, -1]).float(), dim=-1)
             return constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam)
-
-    def _trace_beams(self, decoder, enc: Tensor, mask: Tensor, steps: int):
-        """Start ``decoder`` on ``enc`` and keep a beam of ``reasoning_beam`` traces of ``steps`` tokens:
-        ``(cached, state, hidden [B·W, d], traces [B, W, steps], log-probs [B, W])`` (W = 1 when ``steps`` is 0)."""
-        cached = CachedT5Decoder(decoder)
-        state = cached.start(enc, mask)
-        hidden = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]
-        return (cached, state, *self._beam_prefix(cached, state, hidden, steps, keep_all=True))
 
     def _beam_prefix(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor,
                      steps: int, keep_all: bool = False):
@@ -639,21 +641,18 @@ class STREAMRec(GenerativeRecommender):
     def beam_rollout(self, enc: Tensor, mask: Tensor, group: int) -> tuple[Tensor, Tensor]:
         """The ``group`` most likely (trace, item) pairs per user instead of samples (``rl_rollout: beam``).
 
-        A beam of ``reasoning_beam`` traces of l tokens (as joint decoding), then the ``group`` best real items
-        after each trace (trie-constrained beam), ranked by log π(trace) + log π(item | trace); the ``group``
-        best pairs are the rollouts, best first. The group is then the policy's own top of the list, so the
-        group advantage pushes the target up and the wrong items ranked above it down (not in the paper).
-        Returns tokens ``[B·G, l + m]`` and the mean decoder state ``[B·G, d]``, as :meth:`rollout`.
+        Joint decoding's search before it merges traces: a beam of ``reasoning_beam`` traces of l tokens, then
+        one trie-constrained item beam of ``max(group, beam_size)`` over all (trace, item) continuations, ranked
+        by log π(trace) + log π(item | trace); its ``group`` best pairs are the rollouts, best first. The group
+        is then the top of the policy's own list, so the group advantage pushes the target up and the wrong
+        items ranked above it down (not in the paper). Returns tokens ``[B·G, l + m]`` and the mean decoder
+        state ``[B·G, d]``, as :meth:`rollout`.
         """
         batch, steps = enc.shape[0], self.n_reasoning
-        cached, state, hidden, traces, trace_logp = self._trace_beams(self.t5.decoder, enc, mask, steps)
-        width = trace_logp.shape[1]
-        first = F.log_softmax(self.logits(hidden).float(), dim=-1)  # [B·W, V]: one item beam per trace
-        items, scores = constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=group)
-        scores = scores.view(batch, width * group) + trace_logp.repeat_interleave(group, dim=1)
-        best = scores.topk(group, dim=1).indices  # [B, G]
-        item = items.view(batch, width * group).gather(1, best)
-        trace = traces.gather(1, (best // group).unsqueeze(-1).expand(-1, -1, steps))  # [B, G, l]
+        items, _, traces, origins = self._trace_item_beam(self.t5.decoder, enc, mask, steps,
+                                                      max(group, self.beam_size))
+        item, origin = items[:, :group], origins[:, :group]  # [B, G]
+        trace = traces.gather(1, origin.unsqueeze(-1).expand(-1, -1, steps))  # [B, G, l]
         item = item.clamp(min=1)  # a dead beam (only with fewer than G items in all) stands for item 1
         tokens = torch.cat([trace, self.target_tokens(item)], dim=-1).view(batch * group, -1)
         hidden = self.decode_hidden(self.t5.decoder, tokens, enc.repeat_interleave(group, 0),

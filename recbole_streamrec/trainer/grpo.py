@@ -11,10 +11,11 @@ SPEC §5b choices:
   so a rollout can be a real item and the format reward varies; ``free`` draws from all of ℂ (almost never
   an item); ``trie`` only real items (the format reward is then always 0).
 * **Rollouts** (``rl_rollout``): ``sample`` (default, the paper) draws the G rollouts from the policy as
-  above; ``beam`` takes the G most likely (trace, item) pairs of a trace beam then a trie-constrained item beam
-  (:meth:`STREAMRec.beam_rollout`), so a group is the policy's own top of the list and the advantage pushes the
-  target up and the wrong items ranked above it down, which is what NDCG@10 measures (not in the paper; ranked
-  rollouts as in MiniOneRec's GRPO). ``rl_item_decoding`` is then moot (always real items).
+  above; ``beam`` takes the G most likely (trace, item) pairs of joint decoding's search, a trace beam then
+  one trie-constrained item beam over all (trace, item) continuations (:meth:`STREAMRec.beam_rollout`), so a
+  group is the policy's own top of the list and the advantage pushes the target up and the wrong items ranked
+  above it down, which is what NDCG@10 measures (not in the paper; ranked rollouts as in MiniOneRec's GRPO).
+  ``rl_item_decoding`` is then moot (always real items).
 * **Iterations** (``rl_iterations``): the old log-probabilities are those of the rollout policy, computed
   once per rollout batch and fixed; pass 1 has ratio exactly 1, later passes see the ratio move and the
   clip act (TRL's ``num_iterations``).

@@ -241,12 +241,14 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         tokens, distances = sum_across_ranks(tokens, self.device), sum_across_ranks(distances, self.device)
         stats = trace_statistics(tokens, model.target_tokens(feat[model.POS_ITEM_ID].to(self.device)).cpu(),
                                  distances)
-        if model.reasoning_trace == "constant":
+        constant = model.reasoning_trace == "constant"
+        if constant:
             tokens = model.constant_trace(n, tokens.device)
         feat.update(Interaction({model.REASONING_FIELD: tokens}))
         self.annotation_stats = stats
+        replaced = "; the statistics are the annotation's, which it replaces" if constant else ""
         self.logger.info(f"annotated {n} training rows with {l} reasoning tokens in {time() - start_time:.1f}s"
-                         f" ({model.reasoning_trace} trace); annotation: "
+                         f" ({model.reasoning_trace} trace{replaced}); annotation: "
                          + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()))
 
     def optimizer_steps_per_epoch(self, train_data) -> int:
