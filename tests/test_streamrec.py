@@ -750,3 +750,79 @@ def test_oracle_decoding_scores_items_after_the_annotated_trace(make_stream, tin
         scores = model.full_sort_predict(batch)
     assert_scores_are_real_items(model, scores, 12)
     assert_item_scores_follow(model, batch, scores, think)
+
+
+# ---- trace_separator: [start, trace, start, item] -----------------------------------------------------
+def test_the_separator_is_fed_between_trace_and_item_and_items_are_scored_after_it(make_stream, tiny_batch,
+                                                                                   monkeypatch) -> None:
+    """Decoder calls: start, l greedy reasoning tokens, the separator (the start token again), then the item
+    beam; every score is log π(codes(item) | x, [trace, start]) by ``transformers``' teacher forcing."""
+    batch = tiny_batch[:12]
+    model, _ = make_stream(trace_separator=True)
+    model.set_stage("sft")
+    scores, fed = predict_and_record(model, batch, monkeypatch)
+    l = model.n_reasoning  # noqa: E741
+    assert len(fed) == 1 + l + 1 + (M - 1)
+    assert fed[1 + l].tolist() == [[PAD]] * 12, "the separator is the start token"
+    think = torch.cat(fed[1 : 1 + l], dim=1)
+    assert think.tolist() == greedy_prefix_by_hand(model, batch, l).tolist(), "the trace itself is unchanged"
+    separated = torch.cat([think, torch.full((12, 1), PAD)], dim=1)
+    assert_scores_are_real_items(model, scores, 12)
+    assert_item_scores_follow(model, batch, scores, separated)
+    plain, _ = make_stream()
+    plain.set_stage("sft")
+    assert not torch.allclose(plain.full_sort_predict(batch).nan_to_num(neginf=0), scores.nan_to_num(neginf=0)), \
+        "the separator changes what the item follows"
+
+
+def test_sft_loss_with_the_separator_ignores_it_as_a_label(make_stream, train_rows) -> None:
+    """L_SFT is the mean cross-entropy of the l reasoning tokens, the m codes and EOS read after
+    ``[start, trace, start]``; the separator itself is no label."""
+    model, _ = make_stream(trace_separator=True, dpo_weight=0.0)
+    model.set_stage("sft")
+    batch = with_reasoning(model, train_rows[:16])
+    think, items = batch[model.REASONING_FIELD], batch[model.POS_ITEM_ID]
+    ids, mask = model.history_tokens(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+    labels = torch.cat([think, torch.full((16, 1), PAD), model.item_labels(items)], dim=1)
+    with torch.no_grad():
+        logits = model.t5(input_ids=ids, attention_mask=mask, decoder_input_ids=model.shift_right(labels)).logits
+        loss = model.sft_loss(batch)[0]
+    kept = torch.cat([torch.arange(model.n_reasoning), torch.arange(model.n_reasoning + 1, labels.shape[1])])
+    want = F.cross_entropy(logits[:, kept].float().flatten(0, 1), labels[:, kept].flatten())
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=0)
+
+
+def test_rollouts_with_the_separator_score_as_they_were_decoded(make_stream, train_rows) -> None:
+    """A rollout has l + m drawn tokens (the separator is fed, not drawn): its per-token log-probabilities by
+    teacher forcing sum to the trie beam's score, its item part is ``candidate_logp``'s, and its mean state
+    is over all l + 1 + m decoder states."""
+    model, _ = make_stream(trace_separator=True, rl_group_size=G)
+    model.set_stage("rl")
+    batch = train_rows[:8]
+    enc, mask = model.encode(batch)
+    l, b = model.n_reasoning, 8  # noqa: E741
+    tokens, mean_state = model.beam_rollout(enc, mask, G)
+    assert tokens.shape == (b * G, l + M)
+    enc_n, mask_n = enc.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)
+    with torch.no_grad():
+        logp = model.rollout_logp(enc_n, mask_n, tokens)  # [B·G, l + m]
+        labels = torch.cat([tokens[:, :l], torch.full((b * G, 1), PAD), tokens[:, l:]], dim=1)
+        logits = model.logits(model.decode_hidden(model.t5.decoder, labels, enc_n, mask_n)).float()
+        hidden = model.decode_hidden(model.t5.decoder, labels, enc_n, mask_n)
+    for step in range(l):
+        model._mask_to_step_codes(logits[:, step], step)
+    ranked = F.log_softmax(logits, dim=-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)
+    ranked = torch.cat([ranked[:, :l], ranked[:, l + 1 :]], dim=1).sum(dim=1).view(b, G)
+    _, searched, _, _ = model._trace_item_beam(model.t5.decoder, enc, mask, l, max(G, model.beam_size))
+    torch.testing.assert_close(ranked, searched[:, :G], atol=1e-4, rtol=0)
+    assert logp.shape == tokens.shape
+    item = model.trie.lookup(tokens_to_codes(tokens[:, l:], codebook_size=model.codebook_size))
+    want = model.candidate_logp(enc, mask, tokens[:, :l], item.unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(logp[:, l:].sum(dim=1), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mean_state, hidden.mean(dim=1), atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    sampled, sampled_state = model.rollout(enc, mask, G, item_decoding="level")
+    with torch.no_grad():
+        labels = torch.cat([sampled[:, :l], torch.full((b * G, 1), PAD), sampled[:, l:]], dim=1)
+        hidden = model.decode_hidden(model.t5.decoder, labels, enc_n, mask_n)
+    torch.testing.assert_close(sampled_state, hidden.mean(dim=1), atol=1e-5, rtol=1e-5)

@@ -33,6 +33,12 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   (``docs/results/streamrec-scientific-state-loss/``): with cosine (and with distance at τ = 1, or with L_Quant
   moving the states) the second annotation's ‖t − s_i‖ rises at the last steps, because MLP_s adds a vector of
   free length; with the defaults it falls at every step, at the same NDCG@10.
+* **Trace separator** (``trace_separator: true``, not in the paper): after the l reasoning tokens the decoder
+  is fed its start token (PAD) once more, so it reads ``[start, o_1..o_l, start, codes(i)]``. Without it the
+  item's codes move from positions 0..m−1 (stage 1's direct decoder, TIGER) to l..l+m−1 after tokens that
+  decoder never saw, and SFT must first re-learn where the item starts; with it the item's codes follow the
+  start token as in stage 1, with the trace as extra context on the left. The separator is no label (the loss
+  ignores PAD) and no rollout token (it is fed, not drawn).
 * **Constant trace** (``reasoning_trace: constant``): one fixed trace for every row, the ablation.
 * **Collaborative trace** (``reasoning_trace: collaborative``, not in the paper): the trace is the target's
   semantic ID in a second view, the RQ-VAE codes of ``trace_vector_source`` item vectors (default
@@ -77,6 +83,7 @@ from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD, codes_to_tokens, 
 
 STAGES = ("pretrain", "sft", "rl")
 STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0}  # τ of ``state_temperature: ~``
+SEPARATOR = PAD  # ``trace_separator``: the token between trace and item (the decoder's start token)
 HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
 ITEM_DECODINGS = ("level", "free", "trie")
 TRACES = ("annotated", "constant", "collaborative")
@@ -159,6 +166,7 @@ class STREAMRec(GenerativeRecommender):
         self.code_scale = float(self.n_codes) if self.state_head == "codes" else 1.0  # units of t (see above)
         self.reasoning_levels = _choice(config, "reasoning_levels", "cyclic", ("cyclic", "all"))
         self.direct_inference = False  # True: evaluate the direct decoder with no prefix (TIGER)
+        self.trace_separator = bool(config["trace_separator"])
         self.n_reasoning = config["reasoning_steps"]  # l
         self.inference_steps = config["inference_reasoning_steps"]
         if self.inference_steps is None:
@@ -269,6 +277,27 @@ class STREAMRec(GenerativeRecommender):
         levels = torch.arange(self.n_reasoning, device=device) % self.n_codes
         return (FIRST_CODE + levels * self.codebook_size).expand(n, -1).clone()
 
+    def _separates(self, steps: int) -> bool:
+        """Whether a trace of ``steps`` tokens is closed by the separator (``trace_separator``; not in stage 1)."""
+        return self.trace_separator and steps > 0 and self.stage != "pretrain"
+
+    def separated(self, think: Tensor) -> Tensor:
+        """``think`` ``[N, l]`` followed by the separator, ``[N, l + 1]`` (unchanged without one).
+
+        The separator is PAD, the decoder's start token: the loss ignores it as a label, and as the next input it
+        makes the item's codes follow ``[start]`` as in stage 1's direct decoder (module docstring).
+        """
+        if not self._separates(think.shape[1]):
+            return think
+        return torch.cat([think, think.new_full((think.shape[0], 1), SEPARATOR)], dim=1)
+
+    def _close_trace(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor, steps: int) -> Tensor:
+        """The decoder state that predicts the first item code after a trace of ``steps`` tokens: ``hidden``
+        itself, or after feeding the separator."""
+        if not self._separates(steps):
+            return hidden
+        return cached.step(self.start_tokens(hidden.shape[0], hidden.device), state)[:, -1]
+
     def neighbour_prefix(self, items: Tensor) -> Tensor:
         """Codes of the k most similar items, ``[B, k·m]`` (the stage-1 target prefix)."""
         near = self.neighbours[items, : self.pt_neighbours]  # [B, k]
@@ -372,6 +401,7 @@ class STREAMRec(GenerativeRecommender):
 
     def item_logp(self, decoder, prefix: Tensor, items: Tensor, enc: Tensor, mask: Tensor) -> Tensor:
         """log π(codes(items) | x, prefix) ``[B]`` by teacher forcing (EOS not counted)."""
+        prefix = self.separated(prefix)
         labels = torch.cat([prefix, self.item_labels(items)], dim=1)
         hidden = self.decode_hidden(decoder, labels, enc, mask)
         scored = torch.zeros_like(labels, dtype=torch.bool)
@@ -396,8 +426,8 @@ class STREAMRec(GenerativeRecommender):
         enc, mask = self.encode(interaction)
         items, think = interaction[self.POS_ITEM_ID], interaction[self.REASONING_FIELD]  # [B], [B, l]
         l = think.shape[1]
-        labels = torch.cat([think, self.item_labels(items)], dim=1)  # [B, l + m + 1]
-        hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)  # [B, l + m + 1, d]
+        labels = torch.cat([self.separated(think), self.item_labels(items)], dim=1)  # [B, l (+1) + m + 1]
+        hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)  # [B, l (+1) + m + 1, d]
         logits = self.logits(hidden)
         loss_sft = token_cross_entropy(logits, labels)
 
@@ -420,7 +450,8 @@ class STREAMRec(GenerativeRecommender):
         else:
             negatives = self._draw_negatives(items)
             scored = torch.zeros_like(labels, dtype=torch.bool)
-            scored[:, l : l + self.n_codes] = True
+            first = labels.shape[1] - self.n_codes - 1  # the item's codes come last, before EOS
+            scored[:, first : first + self.n_codes] = True
             chosen = sequence_log_prob(logits.float(), labels, scored)
             rejected = self.item_logp(self.t5.decoder, think, negatives, enc, mask)
             ref_chosen, ref_rejected = self.reference_logp(interaction, items, negatives)
@@ -492,6 +523,7 @@ class STREAMRec(GenerativeRecommender):
                     token = logp.argmax(dim=-1, keepdim=True)
                 tokens = torch.cat([tokens, token], dim=1)
                 hidden = cached.step(token, state)[:, -1]
+        hidden = self._close_trace(cached, state, hidden, steps)
         return F.log_softmax(self.logits(hidden).float(), dim=-1), tokens
 
     @torch.no_grad()
@@ -554,6 +586,7 @@ class STREAMRec(GenerativeRecommender):
         state = cached.start(enc, mask)
         hidden = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]
         hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
+        hidden = self._close_trace(cached, state, hidden, steps)
         first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)  # [B·W, V]
         items, scores, origins = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
                                                          beam_size=beam, beams_per_user=trace_logp.shape[1],
@@ -568,7 +601,7 @@ class STREAMRec(GenerativeRecommender):
             enc, mask = self.encode(interaction)
             cached = CachedT5Decoder(self.inference_decoder())
             state = cached.start(enc, mask)
-            prefix = torch.cat([self.start_tokens(enc.shape[0], enc.device), think], dim=1)
+            prefix = torch.cat([self.start_tokens(enc.shape[0], enc.device), self.separated(think)], dim=1)
             first = F.log_softmax(self.logits(cached.step(prefix, state)[:, -1]).float(), dim=-1)
             return constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam)
 
@@ -618,10 +651,13 @@ class STREAMRec(GenerativeRecommender):
         tokens, states = [], []
         for step in range(self.n_reasoning + self.n_codes):
             hidden = cached.step(token, state)[:, -1]
+            level = step - self.n_reasoning
+            if level == 0 and self._separates(self.n_reasoning):  # the separator is fed, not drawn
+                states.append(hidden)
+                hidden = self._close_trace(cached, state, hidden, self.n_reasoning)
             states.append(hidden)
             logits = self.logits(hidden).float() / temperature
             logits[:, :FIRST_CODE] = float("-inf")
-            level = step - self.n_reasoning
             if level < 0:  # a reasoning token: its step's codes (all of ℂ with reasoning_levels: all)
                 self._mask_to_step_codes(logits, step)
             if item_decoding != "free" and level >= 0:
@@ -655,7 +691,7 @@ class STREAMRec(GenerativeRecommender):
         trace = traces.gather(1, origin.unsqueeze(-1).expand(-1, -1, steps))  # [B, G, l]
         item = item.clamp(min=1)  # a dead beam (only with fewer than G items in all) stands for item 1
         tokens = torch.cat([trace, self.target_tokens(item)], dim=-1).view(batch * group, -1)
-        hidden = self.decode_hidden(self.t5.decoder, tokens, enc.repeat_interleave(group, 0),
+        hidden = self.decode_hidden(self.t5.decoder, self._with_separator(tokens), enc.repeat_interleave(group, 0),
                                     mask.repeat_interleave(group, 0))
         return tokens, hidden.mean(dim=1)
 
@@ -671,7 +707,7 @@ class STREAMRec(GenerativeRecommender):
         state = cached.start(enc, mask)
         state.expand(n // enc.shape[0])
         start = self.start_tokens(n, enc.device)
-        prefix = torch.cat([start, think], dim=1)  # [N, l + 1]
+        prefix = torch.cat([start, self.separated(think)], dim=1)  # [N, 1 + l (+ 1)]
         if prefix.shape[1] > 1:
             cached.step(prefix[:, :-1], state)
         state.expand(c)
@@ -681,7 +717,20 @@ class STREAMRec(GenerativeRecommender):
         return logp.gather(2, codes.unsqueeze(-1)).squeeze(-1).sum(-1).view(n, c)
 
     def rollout_logp(self, enc: Tensor, mask: Tensor, tokens: Tensor) -> Tensor:
-        """Per-token log π(tokens) ``[N, T]`` by teacher forcing; ``enc`` ``[N, S, d]`` (one per rollout)."""
-        hidden = self.decode_hidden(self.t5.decoder, tokens, enc, mask)
-        logp = F.log_softmax(self.logits(hidden).float(), dim=-1)
-        return logp.gather(2, tokens.unsqueeze(-1)).squeeze(-1)
+        """Per-token log π(tokens) ``[N, T]`` by teacher forcing; ``enc`` ``[N, S, d]`` (one per rollout).
+
+        With ``trace_separator`` the separator is fed after the l reasoning tokens but is no token of the rollout:
+        it is not drawn, so it has no log-probability here.
+        """
+        labels = self._with_separator(tokens)
+        hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)
+        logp = F.log_softmax(self.logits(hidden).float(), dim=-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)
+        if labels.shape[1] == tokens.shape[1]:
+            return logp
+        l = self.n_reasoning  # noqa: E741
+        return torch.cat([logp[:, :l], logp[:, l + 1 :]], dim=1)
+
+    def _with_separator(self, tokens: Tensor) -> Tensor:
+        """Rollout tokens ``[N, l + m]`` with the separator after the l reasoning tokens (unchanged without one)."""
+        l = self.n_reasoning  # noqa: E741
+        return torch.cat([self.separated(tokens[:, :l]), tokens[:, l:]], dim=1)
