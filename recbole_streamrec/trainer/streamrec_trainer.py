@@ -25,7 +25,11 @@ the annotated trace runs coarse to fine (token i is a level-(i mod m) code), so 
 already predicts its first tokens, and ``reasoning_decoding: joint`` keeps several traces at evaluation, so the
 top-k is not tied to one trace. Measured on ml-100k (quick preset, ``docs/results/reasoning-decoding/``): one
 SFT epoch reaches the stage-1 direct decoder's validation NDCG@10 (0.0423 vs 0.0435), where a trace over all of
-ℂ reached 0.0222–0.0350 (and one greedy trace of the cyclic model 0.0273).
+ℂ reached 0.0222–0.0350 (and one greedy trace of the cyclic model 0.0273). A third key keeps the item where stage 1
+predicted it: with ``trace_separator: true`` the decoder reads the start token again after the trace, so the item's
+codes follow it as in the direct decoder. Measured on amazon2018-scientific from a converged CPU-preset TIGER
+(``docs/results/amazon2018-scientific-cpu/handover-separator/``): one SFT epoch at 1e-4 reaches valid 0.0704 with it
+and 0.0633 without, against the direct decoder's 0.0752, so on that dataset the first epoch still falls short.
 """
 
 from __future__ import annotations
