@@ -807,8 +807,8 @@ def test_rollouts_with_the_separator_score_as_they_were_decoded(make_stream, tra
     with torch.no_grad():
         logp = model.rollout_logp(enc_n, mask_n, tokens)  # [B·G, l + m]
         labels = torch.cat([tokens[:, :l], torch.full((b * G, 1), PAD), tokens[:, l:]], dim=1)
-        logits = model.logits(model.decode_hidden(model.t5.decoder, labels, enc_n, mask_n)).float()
         hidden = model.decode_hidden(model.t5.decoder, labels, enc_n, mask_n)
+        logits = model.logits(hidden).float()
     for step in range(l):
         model._mask_to_step_codes(logits[:, step], step)
     ranked = F.log_softmax(logits, dim=-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)

@@ -83,7 +83,6 @@ from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD, codes_to_tokens, 
 
 STAGES = ("pretrain", "sft", "rl")
 STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0}  # τ of ``state_temperature: ~``
-SEPARATOR = PAD  # ``trace_separator``: the token between trace and item (the decoder's start token)
 HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
 ITEM_DECODINGS = ("level", "free", "trie")
 TRACES = ("annotated", "constant", "collaborative")
@@ -289,7 +288,7 @@ class STREAMRec(GenerativeRecommender):
         """
         if not self._separates(think.shape[1]):
             return think
-        return torch.cat([think, think.new_full((think.shape[0], 1), SEPARATOR)], dim=1)
+        return torch.cat([think, self.start_tokens(think.shape[0], think.device)], dim=1)
 
     def _close_trace(self, cached: CachedT5Decoder, state: DecoderState, hidden: Tensor, steps: int) -> Tensor:
         """The decoder state that predicts the first item code after a trace of ``steps`` tokens: ``hidden``
