@@ -5,7 +5,11 @@
 
 For a full side-by-side benchmark use ``table2.py``; this turns the JSONs of runs made by hand (each with
 its own command, recorded in the table's notes) into the same kind of table, with the paper's N@10 beside.
-STREAM-Rec results contribute one row per stage.
+STREAM-Rec results contribute one row per stage. A run started from another's checkpoint (``init_checkpoint``)
+names that run's result with ``--after``, so its row's train time is the whole budget:
+
+    python bench/collect_results.py --dataset amazon2018-scientific --names TIGER,STREAM-Rec \
+        --after ,tiger-60/result.json tiger-es/result.json sft/result.json
 """
 
 from __future__ import annotations
@@ -38,7 +42,25 @@ def epoch_seconds(logs: str) -> float:
     return sum(logged_seconds(Path(log).read_text()) for log in logs.split("+"))
 
 
-def main() -> None:
+def per_result(parser: argparse.ArgumentParser, option: str, value: str | None, n: int) -> list:
+    """A comma-separated option's values, one per result file (all empty when the option is not given)."""
+    if value is None:
+        return [""] * n
+    values = value.split(",")
+    if len(values) != n:
+        parser.error(f"{option} has {len(values)} comma-separated values for {n} result files")
+    return values
+
+
+def train_seconds(parser: argparse.ArgumentParser, path: str) -> float:
+    """``train_seconds`` of a result file named by ``--after``."""
+    seconds = json.loads(Path(path).read_text()).get("train_seconds")
+    if seconds is None:
+        parser.error(f"--after {path}: the result file has no train_seconds")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="result JSON files")
     parser.add_argument("--dataset", required=True)
@@ -49,13 +71,20 @@ def main() -> None:
                         help="comma-separated run logs, one per result file (empty: none): the train time of a result "
                              "without train_seconds is the sum of its epochs' training and evaluating times; "
                              "join a run's logs with + (a run and its --resume continuations)")
-    args = parser.parse_args()
-    names = args.names.split(",") if args.names else [None] * len(args.results)
-    logs = args.logs.split(",") if args.logs else [""] * len(args.results)
+    parser.add_argument("--after", default=None,
+                        help="comma-separated result files, one per result (empty: none): the run whose checkpoint "
+                             "this one started from (init_checkpoint); its train time is added to this row's, so the "
+                             "row shows the whole budget; join several with +")
+    args = parser.parse_args(argv)
+    n = len(args.results)
+    names, logs, after = (per_result(parser, option, value, n) for option, value in
+                          (("--names", args.names), ("--logs", args.logs), ("--after", args.after)))
     rows = []
-    for path, name, log in zip(args.results, names, logs):
+    for path, name, log, before in zip(args.results, names, logs, after):
         result = json.loads(Path(path).read_text())
         seconds = result.get("train_seconds") or (epoch_seconds(log) if log else None)
+        if seconds is not None and before:
+            seconds += sum(train_seconds(parser, p) for p in before.split("+"))
         for label, key, test, valid in rows_of(result):
             rows.append((name or label, key, test, valid, seconds))
     ref = next((r[2]["ndcg@10"] for r in rows if r[0] == args.reference), None)

@@ -189,6 +189,27 @@ def test_collect_results_train_time_sums_a_run_and_its_resumes(collect, tmp_path
     assert collect.epoch_seconds(f"{first}+{resumed}") == pytest.approx(19.75)
 
 
+def test_collect_results_after_adds_the_starting_runs_train_time(collect, tmp_path, capsys) -> None:
+    import json
+
+    metrics = {m: 0.01 for m in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
+    for name, seconds in (("stage1", 3000.0), ("sft", 600.0), ("more", 60.0)):
+        result = {"model": "TIGER", "train_seconds": seconds, "test_result": metrics, "valid_result": metrics}
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    files = [str(tmp_path / f"{n}.json") for n in ("stage1", "sft")]
+    collect.main(["--dataset", "tiny", "--names", "one,two", "--after", f",{files[0]}+{tmp_path / 'more.json'}",
+                  *files])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| one") or line.startswith("| two")]
+    assert "| 50m00s |" in rows[0] and "| 1h01m |" in rows[1], rows  # 3000 s; 600 + 3000 + 60 s
+    with pytest.raises(SystemExit):
+        collect.main(["--dataset", "tiny", "--after", files[0], *files])  # one value for two results
+    assert "--after has 1 comma-separated values for 2 result files" in capsys.readouterr().err
+    (tmp_path / "nosec.json").write_text(json.dumps({"model": "TIGER"}))
+    with pytest.raises(SystemExit):
+        collect.main(["--dataset", "tiny", "--after", str(tmp_path / "nosec.json"), files[1]])
+    assert "nosec.json: the result file has no train_seconds" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def plot_steps():
     yield from bench_script("plot_steps")
