@@ -242,7 +242,7 @@ _POSITIVE = ("learning_rate", "pt_learning_rate", "sft_learning_rate", "rl_learn
 _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "state_weight", "rl_kl_beta",
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
                  "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay",
-                 "progress_interval")
+                 "progress_interval", "stopping_delta")
 _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant", "collaborative"),
@@ -250,7 +250,7 @@ _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "aut
             "trace_token_init": ("members", "random"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split"),
             "rl_rollout": ("sample", "beam")}
-_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature")  # ``~`` is a valid value
+_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature", "stopping_delta")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 
 

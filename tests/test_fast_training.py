@@ -235,3 +235,31 @@ def test_training_epochs_log_progress_lines(make_config, tiny_data, caplog) -> N
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 0: ")]
     assert len(lines) == len(train) - 1, "a line after every step but the last when the interval is tiny"
     assert lines[0].startswith(f"epoch 0: 1/{len(train)} steps") and "samples/s" in lines[0]
+
+
+# ---- early stopping ----------------------------------------------------------------------------------------
+def test_early_stopping_delta_by_hand() -> None:
+    stop = recipe.early_stopping
+    assert stop(0.5, 0.5, 3, 10) == (0.5, 0, False, True), "RecBole's rule: a tie is an improvement"
+    assert stop(0.5, 0.5, 3, 10, delta=0.0) == (0.5, 4, False, False), "delta 0: a tie is not"
+    assert stop(0.5, 0.5, 10, 10, delta=0.0) == (0.5, 11, True, False), "and counts toward the patience"
+    assert stop(0.505, 0.5, 2, 10, delta=0.01) == (0.5, 3, False, False)
+    assert stop(0.52, 0.5, 2, 10, delta=0.01) == (0.52, 0, False, True)
+    assert stop(0.49, 0.5, 2, 10, bigger=False, delta=0.0) == (0.49, 0, False, True)
+    assert stop(0.5, 0.5, 2, 10, bigger=False, delta=0.0) == (0.5, 3, False, False)
+
+
+@pytest.mark.parametrize("delta, epochs_run", [(None, 6), (0.0, 3)])
+def test_stopping_delta_stops_a_run_whose_scores_tie(make_config, tiny_data, delta, epochs_run) -> None:
+    import recbole.trainer.trainer as recbole_trainer
+
+    original = recbole_trainer.early_stopping
+    # the learning rate reaches 0 at the end of epoch 0, so every later validation score ties epoch 0's
+    config = make_config("TIGER", epochs=6, stopping_step=1, eval_step=1, lr_schedule="linear", warmup_steps=0,
+                         lr_decay_epochs=1, min_lr_ratio=0.0, stopping_delta=delta, checkpoint_tag=f"tie-{delta}")
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid = tiny_data[2], tiny_data[3]
+    trainer = get_trainer(config["MODEL_TYPE"], "TIGER")(config, get_model("TIGER")(config, train._dataset))
+    trainer.fit(train, valid, saved=True)
+    assert len(trainer.train_loss_dict) == epochs_run
+    assert recbole_trainer.early_stopping is original, "RecBole's rule is restored after fit"

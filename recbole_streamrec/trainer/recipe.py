@@ -15,6 +15,10 @@
   ``min_lr_ratio × lr`` at ``lr_decay_epochs`` epochs (default: the run's ``epochs``) and flat after it.
   STREAM-Rec's stages read ``<stage>_warmup_steps`` / ``<stage>_lr_schedule`` / ``<stage>_lr_decay_epochs`` /
   ``<stage>_weight_decay`` (``pt``, ``sft``, ``rl``) where set, the shared keys otherwise.
+* **Early stopping** (``stopping_delta: ~``): RecBole counts a validation score *equal* to the best as an
+  improvement (``value >= best``), so once the schedule has decayed the learning rate to zero, identical scores
+  reset the patience for ever. A number ``d`` counts only scores above ``best + d``; the saved model is then the
+  first epoch that reached the best score.
 
 :class:`RecipeMixin` puts these into a RecBole ``Trainer`` without copying its ``fit``: the scheduler is stepped
 by a post-hook on the optimiser, so RecBole's own training loop drives it, and its state travels with the
@@ -23,6 +27,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ from functools import lru_cache
 from logging import getLogger
 from typing import Any, Optional
 
+import recbole.trainer.trainer as recbole_trainer
 import torch
 
 from recbole_streamrec.trainer.progress import Progress, progress_interval
@@ -168,6 +174,48 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
 
 
+# ---- early stopping ----------------------------------------------------------------------------------------
+def early_stopping(value: float, best: float, cur_step: int, max_step: int, bigger: bool = True, *,
+                   delta: Optional[float] = None) -> tuple[float, int, bool, bool]:
+    """RecBole's ``early_stopping`` (same arguments and ``(best, cur_step, stop, update)``), with a margin.
+
+    ``delta=None`` is RecBole's rule: ``value >= best`` is an improvement. A number counts only
+    ``value > best + delta`` (``value < best - delta`` when smaller is better).
+    """
+    if delta is None:
+        improved = value >= best if bigger else value <= best
+    else:
+        improved = value > best + delta if bigger else value < best - delta
+    if improved:
+        return value, 0, False, True
+    return best, cur_step + 1, cur_step + 1 > max_step, False
+
+
+def stopping_line(delta: Optional[float]) -> str:
+    """How early stopping counts an improvement, for the recipe's log line."""
+    if delta is None:
+        return "a tie with the best resets the patience (RecBole's rule)"
+    return f"only a score above best + {delta:g} resets the patience"
+
+
+@contextlib.contextmanager
+def stopping_rule(delta: Optional[float]):
+    """RecBole's ``Trainer.fit`` with :func:`early_stopping` at ``delta`` (nothing changes for ``None``)."""
+    if delta is None:
+        yield
+        return
+    original = recbole_trainer.early_stopping
+
+    def with_delta(value, best, cur_step, max_step, bigger=True):
+        return early_stopping(value, best, cur_step, max_step, bigger, delta=float(delta))
+
+    recbole_trainer.early_stopping = with_delta  # the name fit looks up; restored even if training fails
+    try:
+        yield
+    finally:
+        recbole_trainer.early_stopping = original
+
+
 class RecipeMixin:
     """Mix in before a RecBole ``Trainer``: weight-decay groups and a per-step warm-up/decay schedule.
 
@@ -183,6 +231,10 @@ class RecipeMixin:
         self.progress: Optional[Progress] = None  # the running epoch's progress lines (``progress_interval``)
         self.rows_per_step = 0
         super().__init__(config, model)
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        with stopping_rule(self.config["stopping_delta"]):
+            return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
     def _build_optimizer(self, **kwargs):
         recipe = self.recipe
@@ -239,4 +291,5 @@ class RecipeMixin:
     def log_recipe(self, label: str = "") -> None:
         r = self.recipe
         getLogger().info(f"recipe{label}: lr schedule {r.schedule}, warm-up {r.warmup_steps} steps, decay over "
-                         f"{r.decay_epochs or self.epochs} epochs to {r.min_ratio:g}×lr, weight decay {r.weight_decay:g}")
+                         f"{r.decay_epochs or self.epochs} epochs to {r.min_ratio:g}×lr, weight decay {r.weight_decay:g}, "
+                         f"early stopping: {stopping_line(self.config['stopping_delta'])}")
