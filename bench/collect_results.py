@@ -1,5 +1,9 @@
 """Results of single runs (``run_recbole_streamrec.py --result_file=…``) as one markdown table.
 
+A named STREAM-Rec run of several stages gives one row a stage (``name (PT)``, ``name (SFT)``, …); runs with a
+training clock (``training_seconds``, e.g. under ``time_budget``) get a column of it beside the wall-clock train
+time (training and validation).
+
     python bench/collect_results.py --dataset amazon2018-scientific --label "reduced: …" \
         runs/sasrec.json runs/tiger.json runs/streamrec.json > table.md
 
@@ -85,18 +89,24 @@ def main(argv: list[str] | None = None) -> None:
         seconds = result.get("train_seconds") or (epoch_seconds(log) if log else None)
         if seconds is not None and before:
             seconds += sum(train_seconds(parser, p) for p in before.split("+"))
-        for label, key, test, valid in rows_of(result):
-            rows.append((name or label, key, test, valid, seconds))
+        stages = rows_of(result)
+        for label, key, test, valid in stages:
+            if name:  # a named STREAM-Rec run of several stages: one row a stage, "name (SFT)"
+                label = f"{name} ({label.rsplit('(', 1)[1]}" if len(stages) > 1 else name
+            rows.append((label, key, test, valid, seconds, result.get("training_seconds")))
     ref = next((r[2]["ndcg@10"] for r in rows if r[0] == args.reference), None)
+    clocked = any(r[5] is not None for r in rows)  # runs with a training clock (time_budget): its own column
     table = []
-    for label, key, test, valid, seconds in rows:
+    for label, key, test, valid, seconds, training in rows:
         ratio = f"{test['ndcg@10'] / ref:.2f}×" if ref else "—"
         table.append([label, *(fmt_number(test[m]) for m in METRICS), fmt_number(valid["ndcg@10"]), ratio,
-                      fmt_seconds(seconds), fmt_number(paper_value(args.dataset, key))])
+                      fmt_seconds(seconds), *([fmt_seconds(training)] if clocked else []),
+                      fmt_number(paper_value(args.dataset, key))])
     column, note = PAPER_COLUMN.get(args.dataset, ("—", ""))
     print(f"Dataset: {args.dataset}. {args.label}\n")
     print(markdown_table(["model", "R@5", "R@10", "N@5", "N@10", "valid N@10", f"N@10 / {args.reference or 'ref'}",
-                          "train time", f"paper N@10 ({column})"], table, "lrrrrrrrr"))
+                          "train time", *(["of it training (no validation)"] if clocked else []),
+                          f"paper N@10 ({column})"], table, "lrrrrrrr" + "r" * clocked + "r"))
     print(f"\nTest split, full ranking, leave-one-out. Paper column: {note}.")
     print(f"Machine: {machine_line(machine_info())}.")
 

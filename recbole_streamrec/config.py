@@ -243,14 +243,18 @@ _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "stat
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
                  "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay",
                  "progress_interval", "stopping_delta")
+_POSITIVE_OPTIONAL = ("time_budget", "pt_time_budget", "sft_time_budget", "rl_time_budget")  # seconds, or ~
 _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant", "collaborative"),
             "trace_vector_source": ("text", "collaborative", "cooccurrence"),
             "trace_token_init": ("members", "random"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split"),
-            "rl_rollout": ("sample", "beam")}
-_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature", "stopping_delta")  # ``~`` is a valid value
+            "rl_rollout": ("sample", "beam"),
+            **dict.fromkeys(("lr_decay_horizon", "pt_lr_decay_horizon", "sft_lr_decay_horizon", "rl_lr_decay_horizon"),
+                            ("epochs", "budget"))}
+_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature", "stopping_delta",
+             *_POSITIVE_OPTIONAL, "pt_lr_decay_horizon", "sft_lr_decay_horizon", "rl_lr_decay_horizon")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 
 
@@ -266,7 +270,7 @@ def _key_problem(key: str, value: Any) -> str | None:
     """What is wrong with ``key: value`` (``None`` when it is valid)."""
     if key in _INT_MIN and not (_is_int(value) and value >= _INT_MIN[key]):
         return f"must be an integer >= {_INT_MIN[key]}"
-    if key in _POSITIVE and not (_is_number(value) and value > 0):
+    if key in (*_POSITIVE, *_POSITIVE_OPTIONAL) and not (_is_number(value) and value > 0):
         return "must be a number > 0"
     if key in _NON_NEGATIVE and not (_is_number(value) and value >= 0):
         return "must be a number >= 0"
@@ -298,7 +302,7 @@ def _origin(config: RecBoleConfig, key: str) -> str:
 def validate_config(config: RecBoleConfig) -> None:
     """Check every bounded key at start-up; one :class:`UserError` lists each bad key, its value and the valid range."""
     final = config.final_config_dict
-    checked = (*_INT_MIN, *_POSITIVE, *_NON_NEGATIVE, "dropout_rate", "min_lr_ratio", *_CHOICES, "stages",
+    checked = (*_INT_MIN, *_POSITIVE, *_POSITIVE_OPTIONAL, *_NON_NEGATIVE, "dropout_rate", "min_lr_ratio", *_CHOICES, "stages",
                "rqvae_hidden_dims")
     problems = []
     for key in checked:
@@ -307,6 +311,16 @@ def validate_config(config: RecBoleConfig) -> None:
         problem = _key_problem(key, final[key])
         if problem:
             problems.append(f"{key}={final[key]!r} ({_origin(config, key)}) {problem}")
+    # a decay that ends with the budget needs a budget (STREAM-Rec: each stage's own key, else the shared one)
+    stages = final.get("stages") if isinstance(final.get("stages"), list) else None
+    prefixes = tuple({"pretrain": "pt_", "sft": "sft_", "rl": "rl_"}.get(s, "") for s in stages) if stages else ("",)
+    for prefix in prefixes:
+        own = final.get(f"{prefix}lr_decay_horizon") if prefix else None
+        horizon, budget = own or final.get("lr_decay_horizon"), final.get(f"{prefix}time_budget")
+        if horizon == "budget" and budget is None and final.get("time_budget") is None:
+            key = f"{prefix}lr_decay_horizon" if own else "lr_decay_horizon"
+            problems.append(f"{key}=budget ({_origin(config, key)}) needs {prefix}time_budget or time_budget "
+                            "(seconds of training)")
     largest_k = max(final.get("topk") or [0])
     if "rqvae_levels" in final and _is_int(final.get("beam_size")) and final["beam_size"] < largest_k:
         problems.append(f"beam_size={final['beam_size']} ({_origin(config, 'beam_size')}) must be >= the largest "

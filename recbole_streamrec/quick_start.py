@@ -172,4 +172,9 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
         result["pop_test_result"] = floor
     if hasattr(trainer, "stage_results"):
         result["stage_results"] = trainer.stage_results
+    if not eval_only and hasattr(trainer, "trained_seconds"):  # the training clock (no validation): time_budget's
+        stages = getattr(trainer, "stage_seconds", None)
+        result["training_seconds"] = round(sum(stages.values()) if stages else trainer.trained_seconds, 3)
+        if stages:
+            result["stage_training_seconds"] = {stage: round(s, 3) for stage, s in stages.items()}
     return result

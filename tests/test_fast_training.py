@@ -263,3 +263,58 @@ def test_stopping_delta_stops_a_run_whose_scores_tie(make_config, tiny_data, del
     trainer.fit(train, valid, saved=True)
     assert len(trainer.train_loss_dict) == epochs_run
     assert recbole_trainer.early_stopping is original, "RecBole's rule is restored after fit"
+
+
+# ---- time budget ---------------------------------------------------------------------------------------------
+def test_lr_factor_follows_the_given_progress_after_the_warm_up() -> None:
+    kw = dict(warmup_steps=2, decay_steps=10, min_ratio=0.1)
+    assert lr_factor(0, schedule="cosine", progress=0.9, **kw) == 0.5, "the warm-up is counted in steps"
+    assert lr_factor(500, schedule="cosine", progress=0.0, **kw) == pytest.approx(1.0), "not by the step count"
+    assert lr_factor(3, schedule="linear", progress=0.5, **kw) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(3, schedule="cosine", progress=2.0, **kw) == pytest.approx(0.1), "flat at the floor after it"
+    assert lr_factor(3, schedule="constant", progress=0.7, **kw) == 1.0
+
+
+def test_recipe_reads_the_budget_and_refuses_a_budget_horizon_without_one(make_config) -> None:
+    config = make_config("TIGER", time_budget=90, lr_decay_horizon="budget")
+    recipe_ = Recipe.from_config(config)
+    assert (recipe_.time_budget, recipe_.decay_horizon) == (90.0, "budget")
+    from recbole_streamrec.errors import UserError
+
+    with pytest.raises(UserError, match=r"lr_decay_horizon=budget \(config_dict\) needs time_budget"):
+        make_config("TIGER", lr_decay_horizon="budget")
+    with pytest.raises(UserError, match=r"time_budget=-1 \(config_dict\) must be a number > 0"):
+        make_config("TIGER", time_budget=-1)
+
+
+def fit_tiger(make_config, tiny_data, **keys):
+    config = make_config("TIGER", **keys)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid = tiny_data[2], tiny_data[3]
+    trainer = get_trainer(config["MODEL_TYPE"], "TIGER")(config, get_model("TIGER")(config, train._dataset))
+    trainer.fit(train, valid, saved=False)
+    return trainer
+
+
+def test_time_budget_ends_the_epoch_and_stops_training_at_its_validation(make_config, tiny_data, caplog) -> None:
+    keys = dict(epochs=4, eval_step=1, stopping_step=10, checkpoint_tag="budget")
+    with caplog.at_level("INFO"):
+        budgeted = fit_tiger(make_config, tiny_data, time_budget=1e-6, **keys)
+    assert len(budgeted.train_loss_dict) == 1, "the budget is spent in epoch 0: stop at its validation"
+    assert budgeted.scheduler.last_epoch == 1 < len(tiny_data[2]), "and epoch 0 ends after the step that spent it"
+    assert budgeted.trained_seconds > 0
+    assert any(r.getMessage().startswith("time budget spent") for r in caplog.records)
+    assert len(fit_tiger(make_config, tiny_data, time_budget=1e6, **keys).train_loss_dict) == 4
+
+
+def test_budget_horizon_decays_the_learning_rate_with_the_training_clock(make_config, tiny_data) -> None:
+    keys = dict(epochs=1, lr_schedule="linear", warmup_steps=0, min_lr_ratio=0.0, checkpoint_tag="budget-lr")
+    by_time = fit_tiger(make_config, tiny_data, time_budget=1e-6, lr_decay_horizon="budget", **keys)
+    assert by_time.optimizer.param_groups[0]["lr"] == 0.0, "the budget is spent: the decay has ended"
+    by_epochs = fit_tiger(make_config, tiny_data, time_budget=1e-6, lr_decay_epochs=100, **keys)
+    assert by_epochs.optimizer.param_groups[0]["lr"] > 0.9 * by_epochs.config["learning_rate"]
+
+
+def test_a_spent_budget_validates_its_epoch_whatever_eval_step_says(make_config, tiny_data) -> None:
+    trainer = fit_tiger(make_config, tiny_data, epochs=5, eval_step=100, time_budget=1e-6, checkpoint_tag="budget-ev")
+    assert len(trainer.train_loss_dict) == 1 and trainer.best_valid_result is not None

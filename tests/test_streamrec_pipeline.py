@@ -268,3 +268,28 @@ def test_grpo_raises_the_reward_and_the_targets_likelihood(make_stream, tiny_dat
     reward_after, logp_after = mean_reward_and_target_logp(model, rows, cfg)
     assert reward_after > reward_before + 0.1, (reward_before, reward_after)
     assert logp_after > logp_before + 0.1, (logp_before, logp_after)
+
+
+def test_stage_time_budgets_cut_each_stage_and_are_reported(run_overrides, monkeypatch) -> None:
+    """Each stage stops at its first validation past its budget; ``sft_time_budget`` covers all SFT rounds."""
+    epochs: list[str] = []
+    annotate, train_epoch = STREAMRecTrainer._annotate, STREAMRecTrainer._train_epoch
+
+    def counted_annotate(self, *args, **kwargs):
+        epochs.append("annotate")
+        return annotate(self, *args, **kwargs)
+
+    def counted_epoch(self, *args, **kwargs):
+        epochs.append(self.stage)
+        return train_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(STREAMRecTrainer, "_annotate", counted_annotate)
+    monkeypatch.setattr(STREAMRecTrainer, "_train_epoch", counted_epoch)
+    config = run_overrides("STREAMRec", **{**STREAM_KEYS, "stages": ["pretrain", "sft"], "pt_epochs": 3,
+                                           "sft_rounds": 3, "sft_round_patience": 3, "sft_epochs_per_round": 2,
+                                           "pt_time_budget": 1e-6, "sft_time_budget": 1e-6, "checkpoint_tag": "budget"})
+    result = run("STREAMRec", DATASET, config_dict=config)
+    assert epochs == ["pretrain", "annotate", "sft"], "one epoch a stage, one SFT round: both budgets are spent"
+    seconds = result["stage_training_seconds"]
+    assert list(seconds) == ["pretrain", "sft"] and all(v > 0 for v in seconds.values())
+    assert result["training_seconds"] == pytest.approx(sum(seconds.values()), abs=0.01)

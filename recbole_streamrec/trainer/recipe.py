@@ -15,6 +15,15 @@
   ``min_lr_ratio × lr`` at ``lr_decay_epochs`` epochs (default: the run's ``epochs``) and flat after it.
   STREAM-Rec's stages read ``<stage>_warmup_steps`` / ``<stage>_lr_schedule`` / ``<stage>_lr_decay_epochs`` /
   ``<stage>_weight_decay`` (``pt``, ``sft``, ``rl``) where set, the shared keys otherwise.
+* **Time budget** (``time_budget: ~``, seconds of training: optimiser steps and their data, STREAM-Rec's annotation
+  too, not validation or test). The epoch ends after the step that spends it, that epoch is validated whatever
+  ``eval_step`` says, and training stops there, so runs compared "at equal budget" get the same training time
+  whatever their epoch length. (Under DDP, where ranks' clocks differ, the epoch is not cut and training stops at
+  the first validation past the budget.) With ``lr_decay_horizon: budget`` the decay ends when the budget does
+  (the learning rate follows the training clock, not the epoch count: budget-aware training, Li, Yumer & Ramanan,
+  ICLR 2020), so a budgeted run ends at its floor learning rate instead of being cut off half-way down the decay.
+  STREAM-Rec's stages read ``pt_`` / ``sft_`` / ``rl_time_budget`` (each stage's own budget; SFT's covers all its
+  rounds, annotation included).
 * **Early stopping** (``stopping_delta: ~``): RecBole counts a validation score *equal* to the best as an
   improvement (``value >= best``), so once the schedule has decayed the learning rate to zero, identical scores
   reset the patience for ever. A number ``d`` counts only scores above ``best + d``; the saved model is then the
@@ -30,10 +39,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from logging import getLogger
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import recbole.trainer.trainer as recbole_trainer
 import torch
@@ -41,6 +51,7 @@ import torch
 from recbole_streamrec.trainer.progress import Progress, progress_interval
 
 SCHEDULES = ("constant", "cosine", "linear")
+DECAY_HORIZONS = ("epochs", "budget")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -124,13 +135,20 @@ def apply_precision(config) -> str:
 
 
 # ---- learning-rate schedule ------------------------------------------------------------------------------
-def lr_factor(step: int, *, schedule: str, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
-    """Multiplier of the base learning rate after ``step`` optimiser steps (pure; tested by hand)."""
+def lr_factor(step: int, *, schedule: str, warmup_steps: int, decay_steps: int, min_ratio: float,
+              progress: Optional[float] = None) -> float:
+    """Multiplier of the base learning rate after ``step`` optimiser steps (pure; tested by hand).
+
+    ``progress`` (a fraction in [0, 1], e.g. training seconds over the time budget) replaces the step count's
+    progress through the decay; the warm-up is counted in steps either way.
+    """
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "constant" or decay_steps <= warmup_steps:
+    if schedule == "constant" or (progress is None and decay_steps <= warmup_steps):
         return 1.0
-    progress = min(1.0, (step - warmup_steps) / (decay_steps - warmup_steps))
+    if progress is None:
+        progress = (step - warmup_steps) / (decay_steps - warmup_steps)
+    progress = min(1.0, max(0.0, progress))
     if schedule == "cosine":
         shape = 0.5 * (1.0 + math.cos(math.pi * progress))
     else:  # linear
@@ -147,6 +165,8 @@ class Recipe:
     decay_epochs: Optional[int] = None
     min_ratio: float = 0.0
     weight_decay: float = 0.0
+    time_budget: Optional[float] = None  # seconds of training; ``None``: no budget
+    decay_horizon: str = "epochs"  # the decay ends after ``decay_epochs`` (epochs) or with the time budget (budget)
 
     @classmethod
     def from_config(cls, config, prefix: str = "") -> "Recipe":
@@ -157,11 +177,21 @@ class Recipe:
                     return value
             return default
 
+        stage = prefix + "_" if prefix else ""
         schedule = str(key("lr_schedule", "constant")).lower()
         if schedule not in SCHEDULES:
-            raise ValueError(f"{prefix + '_' if prefix else ''}lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
+            raise ValueError(f"{stage}lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
+        budget = key("time_budget", None)
+        if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0):
+            raise ValueError(f"{stage}time_budget must be a number of seconds > 0 or ~, not {budget!r}")
+        horizon = str(key("lr_decay_horizon", "epochs")).lower()
+        if horizon not in DECAY_HORIZONS:
+            raise ValueError(f"{stage}lr_decay_horizon must be one of {DECAY_HORIZONS}, not {horizon!r}")
+        if horizon == "budget" and budget is None:  # a run's own keys are checked at start-up (validate_config);
+            horizon = "epochs"  # this is e.g. STREAM-Rec's shared recipe, whose stages each have their budget
         return cls(schedule=schedule, warmup_steps=int(key("warmup_steps", 0)), decay_epochs=key("lr_decay_epochs", None),
-                   min_ratio=float(key("min_lr_ratio", 0.0)), weight_decay=float(key("weight_decay", 0.0) or 0.0))
+                   min_ratio=float(key("min_lr_ratio", 0.0)), weight_decay=float(key("weight_decay", 0.0) or 0.0),
+                   time_budget=None if budget is None else float(budget), decay_horizon=horizon)
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -199,21 +229,45 @@ def stopping_line(delta: Optional[float]) -> str:
 
 
 @contextlib.contextmanager
-def stopping_rule(delta: Optional[float]):
-    """RecBole's ``Trainer.fit`` with :func:`early_stopping` at ``delta`` (nothing changes for ``None``)."""
-    if delta is None:
+def stopping_rule(delta: Optional[float], budget_spent: Optional[Callable[[], bool]] = None):
+    """RecBole's ``Trainer.fit`` with :func:`early_stopping` at ``delta``, and stopped once ``budget_spent()``
+    (nothing changes for ``None, None``)."""
+    if delta is None and budget_spent is None:
         yield
         return
     original = recbole_trainer.early_stopping
 
-    def with_delta(value, best, cur_step, max_step, bigger=True):
-        return early_stopping(value, best, cur_step, max_step, bigger, delta=float(delta))
+    def rule(value, best, cur_step, max_step, bigger=True):
+        if delta is None:
+            best, cur_step, stop, update = original(value, best, cur_step, max_step, bigger)
+        else:
+            best, cur_step, stop, update = early_stopping(value, best, cur_step, max_step, bigger, delta=float(delta))
+        return best, cur_step, stop or bool(budget_spent and budget_spent()), update
 
-    recbole_trainer.early_stopping = with_delta  # the name fit looks up; restored even if training fails
+    recbole_trainer.early_stopping = rule  # the name fit looks up; restored even if training fails
     try:
         yield
     finally:
         recbole_trainer.early_stopping = original
+
+
+class _UntilSpent:
+    """A training loader that stops yielding batches once ``spent()`` (checked after each step); else the loader."""
+
+    def __init__(self, data, spent: Callable[[], bool]) -> None:
+        self._data, self._spent = data, spent
+
+    def __iter__(self):
+        for batch in self._data:
+            yield batch
+            if self._spent():
+                return
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._data, name)
 
 
 class RecipeMixin:
@@ -230,10 +284,50 @@ class RecipeMixin:
         self.steps_per_epoch: Optional[int] = None
         self.progress: Optional[Progress] = None  # the running epoch's progress lines (``progress_interval``)
         self.rows_per_step = 0
+        self.trained_seconds = 0.0  # training clock of the run (STREAM-Rec: of the running stage)
+        self._clock_started: Optional[float] = None
         super().__init__(config, model)
 
+    # ---- the training clock and the time budget ----
+    @contextlib.contextmanager
+    def clocked(self):
+        """Count the time spent inside as training time (for ``time_budget`` and a ``budget`` decay horizon)."""
+        self._clock_started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.trained_seconds += time.perf_counter() - self._clock_started
+            self._clock_started = None
+
+    def training_seconds(self) -> float:
+        """Training seconds so far, the running epoch included."""
+        running = time.perf_counter() - self._clock_started if self._clock_started is not None else 0.0
+        return self.trained_seconds + running
+
+    def budget_spent(self) -> bool:
+        budget = self.recipe.time_budget
+        if budget is None or self.training_seconds() < budget:
+            return False
+        if not getattr(self, "_budget_logged", False):
+            getLogger().info(f"time budget spent: {self.training_seconds():.0f}s of training (budget {budget:g}s); "
+                             "the epoch ends and training stops at its validation")
+            self._budget_logged = True
+        return True
+
+    def until_spent(self, train_data):
+        """``train_data`` that ends the epoch once the time budget is spent (after at least one step).
+
+        Under DDP the budget is checked at validation only: ranks whose clocks differ must not stop at different
+        steps.
+        """
+        if self.recipe.time_budget is None or not self.config["single_spec"]:
+            return train_data
+        return _UntilSpent(train_data, self.budget_spent)
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        with stopping_rule(self.config["stopping_delta"]):
+        self._budget_logged = False
+        spent = self.budget_spent if self.recipe.time_budget is not None else None
+        with stopping_rule(self.config["stopping_delta"], spent):
             return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
     def _build_optimizer(self, **kwargs):
@@ -254,8 +348,11 @@ class RecipeMixin:
         recipe = self.recipe
         epochs = recipe.decay_epochs or self.epochs
         decay_steps = epochs * (self.steps_per_epoch or 1)
+        progress = None
+        if recipe.decay_horizon == "budget":  # the decay follows the training clock to the end of the budget
+            progress = self.training_seconds() / recipe.time_budget
         return lr_factor(step, schedule=recipe.schedule, warmup_steps=recipe.warmup_steps,
-                         decay_steps=decay_steps, min_ratio=recipe.min_ratio)
+                         decay_steps=decay_steps, min_ratio=recipe.min_ratio, progress=progress)
 
     def optimizer_steps_per_epoch(self, train_data) -> int:
         """Optimiser steps one epoch takes (STREAM-Rec's GRPO stage overrides this)."""
@@ -263,7 +360,17 @@ class RecipeMixin:
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.start_progress(train_data, epoch_idx)
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        with self.clocked():
+            loss = super()._train_epoch(self.until_spent(train_data), epoch_idx, loss_func=loss_func,
+                                        show_progress=show_progress)
+        self.validate_if_spent()
+        return loss
+
+    def validate_if_spent(self) -> None:
+        """A spent budget validates the epoch that spent it, whatever ``eval_step`` says (the stop is decided there)."""
+        if self.recipe.time_budget is not None and self.config["single_spec"] and self.eval_step > 0 \
+                and self.budget_spent():
+            self.eval_step = 1
 
     def start_progress(self, train_data, epoch_idx: int) -> None:
         """Steps of this epoch (for the schedule) and its progress lines, before the epoch runs."""
@@ -278,10 +385,12 @@ class RecipeMixin:
         state = super()._checkpoint_state(epoch)
         if self.scheduler is not None:
             state["scheduler"] = {"last_epoch": self.scheduler.last_epoch}
+        state["trained_seconds"] = float(self.trained_seconds)
         return state
 
     def restore_training_state(self, checkpoint: dict) -> None:
-        """Continue the schedule of a resumed run where it stopped."""
+        """Continue the schedule (and the training clock) of a resumed run where it stopped."""
+        self.trained_seconds = float(checkpoint.get("trained_seconds", 0.0))
         saved = checkpoint.get("scheduler")
         if saved is not None and self.scheduler is not None:
             self.scheduler.last_epoch = int(saved["last_epoch"])
@@ -290,6 +399,9 @@ class RecipeMixin:
 
     def log_recipe(self, label: str = "") -> None:
         r = self.recipe
+        horizon = (f"the time budget ({r.time_budget:g}s of training)" if r.decay_horizon == "budget"
+                   else f"{r.decay_epochs or self.epochs} epochs")
+        budget = f", time budget {r.time_budget:g}s of training" if r.time_budget is not None else ""
         getLogger().info(f"recipe{label}: lr schedule {r.schedule}, warm-up {r.warmup_steps} steps, decay over "
-                         f"{r.decay_epochs or self.epochs} epochs to {r.min_ratio:g}×lr, weight decay {r.weight_decay:g}, "
-                         f"early stopping: {stopping_line(self.config['stopping_delta'])}")
+                         f"{horizon} to {r.min_ratio:g}×lr, weight decay {r.weight_decay:g}, "
+                         f"early stopping: {stopping_line(self.config['stopping_delta'])}{budget}")

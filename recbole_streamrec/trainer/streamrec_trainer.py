@@ -66,6 +66,7 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         super().__init__(config, model)
         self.stages = list(config["stages"])
         self.stage_results: dict[str, dict] = {}
+        self.stage_seconds: dict[str, float] = {}  # training seconds of each stage (its training clock)
         self.test_data = None  # set by quick_start.run so every stage is also tested
         self.resume = False
         self.grpo = GRPOConfig.from_config(config)
@@ -86,7 +87,8 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         self.eval_step = min(cfg["eval_step"], self.epochs)
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score, self.best_valid_result = float("-inf"), None
-        self.recipe = Recipe.from_config(cfg, STAGE_PREFIX[stage])  # this stage's warm-up, decay, weight decay
+        self.trained_seconds = 0.0  # each stage has its own training clock (and time budget, <stage>_time_budget)
+        self.recipe = Recipe.from_config(cfg, STAGE_PREFIX[stage])  # this stage's warm-up, decay, weight decay, budget
         self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=lr)
         self.log_recipe(f" ({stage})")
         self.logger.info(set_color(f"STREAM-Rec stage {stage}", "green") + f": lr {lr}, up to {self.epochs} epochs")
@@ -125,6 +127,8 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         """Load the stage's best model, evaluate it, and write the hand-over checkpoint."""
         if os.path.isfile(self.saved_model_file):
             self.model.load_state_dict(load_checkpoint(self.saved_model_file, self.device)["state_dict"])
+        self.stage_seconds[stage] = self.trained_seconds
+        self.logger.info(f"stage {stage}: {self.trained_seconds:.0f}s of training")
         results = {"valid": plain_results(self.evaluate(valid_data, load_best_model=False))}
         if self.test_data is not None:
             results["test"] = plain_results(self.evaluate(self.test_data, load_best_model=False))
@@ -188,8 +192,11 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         """Stage 2: annotate → train ``sft_epochs_per_round`` epochs → repeat while validation improves."""
         cfg, patience, stale = self.config, self.config["sft_round_patience"], 0
         for round_idx in range(cfg["sft_rounds"]):
+            if round_idx and self.budget_spent():  # sft_time_budget covers all rounds, annotations included
+                break
             before = self.best_valid_score
-            self._annotate(train_data)
+            with self.clocked():
+                self._annotate(train_data)
             self.start_epoch, self.cur_step = 0, 0
             super().fit(train_data, valid_data, verbose, True, show_progress)
             improved = self.best_valid_score > before
@@ -263,12 +270,19 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self.stage != "rl":
             return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        with self.clocked():
+            loss = self._grpo_epoch(train_data, epoch_idx)
+        self.validate_if_spent()
+        return loss
+
+    def _grpo_epoch(self, train_data, epoch_idx: int) -> float:
+        """One GRPO epoch: ``rl_steps_per_epoch`` rollout batches, ``rl_iterations`` passes each."""
         self.start_progress(train_data, epoch_idx)
         self._save_resume_point(epoch_idx)
         total, stats_sum, steps, passes = 0.0, {}, 0, 0
         cap = math.ceil(self.grpo.batch_size / world_size())  # rl_batch_size users per step over all ranks
         sampler = getattr(train_data, "bucket_sampler", None)
-        for batch in train_data:
+        for batch in self.until_spent(train_data):
             if steps >= self.grpo.steps_per_epoch:
                 break
             batch = batch[:cap].to(self.device)

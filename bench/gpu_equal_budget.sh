@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# TIGER and STREAM-Rec at equal training time on one GPU, side by side (issue 12, point 5; issue 9, point 7).
+#
+#   bash bench/gpu_equal_budget.sh OUT_DIR [DATA_PATH]
+#
+# Builds the semantic IDs and neighbour table once (cached under saved/cache/), then runs these jobs at the same
+# time on the GPU. The first three get the same seconds of training (time_budget: optimiser steps and their data,
+# STREAM-Rec's annotation too; validation and test are not counted), one batch size and learning rate, a decay
+# that ends with the budget (lr_decay_horizon: budget), and are validated when the budget is spent:
+#   tiger     TIGER
+#   learned   STREAM-Rec, the paper's stages: pretraining, SFT on annotated traces, GRPO
+#   constant  the same STREAM-Rec with one constant trace for every row (the ablation of the trace)
+#   tiger_es  TIGER with the configured recipe (batch, learning rate and decay of the config files), validated
+#             every epoch, to early stopping or until DEADLINE's time is up, whichever comes first
+# STREAM-Rec's budget is split over its stages (PT_SHARE / SFT_SHARE / the rest to GRPO).
+# Writes OUT_DIR/<job>.json (run_recbole_streamrec.py --result_file), OUT_DIR/<job>.log and OUT_DIR/table.md
+# (bench/collect_results.py).
+#
+# Environment (defaults in brackets):
+#   DATASET [amazon2023-instruments]; JOBS ["tiger learned constant"]; CONFIG_FILES [none: the paper-size T5]
+#   BUDGET [180] seconds of training a job, or "auto": what DEADLINE leaves once the IDs are ready, less RESERVE
+#   DEADLINE [0: none] seconds from the start by which every job must have ended (jobs still running are stopped)
+#   RESERVE [240] seconds of a job's wall time that are not training (loading, validation, test)
+#   PT_SHARE [60], SFT_SHARE [30] percent of STREAM-Rec's budget; BATCH [1024]; LR [0.002]; EVAL_BATCH [4096]
+#   EXTRA [more --key=value for every job, e.g. --threads=4]
+set -uo pipefail
+
+OUT=${1:?usage: bash bench/gpu_equal_budget.sh OUT_DIR [DATA_PATH]}
+DATA=${2:-../shared/data}
+DATASET=${DATASET:-amazon2023-instruments}
+JOBS=${JOBS:-tiger learned constant}
+BUDGET=${BUDGET:-180}
+DEADLINE=${DEADLINE:-0}
+RESERVE=${RESERVE:-240}
+PT_SHARE=${PT_SHARE:-60}
+SFT_SHARE=${SFT_SHARE:-30}
+BATCH=${BATCH:-1024}
+LR=${LR:-0.002}
+EVAL_BATCH=${EVAL_BATCH:-4096}
+EXTRA=${EXTRA:-}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+elapsed() { echo $(( $(date +%s) - start )); }
+say() { echo "[gpu_equal_budget] $*"; }
+
+files=()
+[ -n "${CONFIG_FILES:-}" ] && files=(--config_files="$CONFIG_FILES")
+# every job: the same data, T5 and evaluation; no Pop floor (it is the same for all)
+common=(--dataset="$DATASET" --data_path="$DATA" "${files[@]}" --eval_batch_size="$EVAL_BATCH"
+        --compare_with_pop=False --progress_interval=60 $EXTRA)
+
+say "$(date -u +%FT%TZ) $DATASET, jobs: $JOBS"
+python - <<'EOF' 2>&1 | tee "$OUT/machine.txt"
+import os, platform, torch
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+print(f"torch {torch.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs, GPU: {gpu}")
+EOF
+python -c "import sys; sys.path.insert(0, 'bench'); import _common; _common.child_prepare()" \
+    "${common[@]}" --model=STREAMRec --output="$OUT/prepare.json" > "$OUT/prepare.log" 2>&1 \
+    || { say "preparing the semantic IDs failed:"; tail -20 "$OUT/prepare.log"; exit 1; }
+say "semantic IDs and neighbours ready after $(elapsed) s"
+
+if [ "$BUDGET" = auto ]; then
+    [ "$DEADLINE" -gt 0 ] || { say "BUDGET=auto needs DEADLINE"; exit 2; }
+    BUDGET=$((DEADLINE - $(elapsed) - RESERVE))
+    [ "$BUDGET" -ge 30 ] || { say "only $BUDGET s of training would be left: no job started"; exit 1; }
+fi
+PT=$((BUDGET * PT_SHARE / 100)); SFT=$((BUDGET * SFT_SHARE / 100)); RL=$((BUDGET - PT - SFT))
+say "$BUDGET s of training a budgeted job (STREAM-Rec: PT $PT s, SFT $SFT s, RL $RL s)"
+budgeted=(--train_batch_size="$BATCH" --learning_rate="$LR" --pt_learning_rate="$LR" --sft_learning_rate="$LR"
+          --lr_decay_horizon=budget --warmup_steps=100 --sft_warmup_steps=50 --eval_step=1000)
+stream=(--model=STREAMRec "${budgeted[@]}" --pt_time_budget="$PT" --sft_time_budget="$SFT" --rl_time_budget="$RL"
+        --rl_steps_per_epoch=50)
+
+run_job() {  # name, then its own arguments
+    local name=$1; shift
+    local limit=()
+    [ "$DEADLINE" -gt 0 ] && limit=(timeout --signal=TERM "$((DEADLINE - $(elapsed)))")
+    "${limit[@]}" python run_recbole_streamrec.py "${common[@]}" "$@" --result_file="$OUT/$name.json" \
+        > "$OUT/$name.log" 2>&1
+    say "$name finished (exit $?) after $(elapsed) s"
+}
+for job in $JOBS; do
+    case $job in
+        tiger) run_job tiger --model=TIGER "${budgeted[@]}" --time_budget="$BUDGET" & ;;
+        learned) run_job learned "${stream[@]}" --checkpoint_tag=learned & ;;
+        constant) run_job constant "${stream[@]}" --reasoning_trace=constant --checkpoint_tag=constant & ;;
+        tiger_es)  # as configured, to early stopping; with a DEADLINE stopped early enough to be tested in time
+            es=()
+            [ "$DEADLINE" -gt 0 ] && es=(--time_budget=$((DEADLINE - $(elapsed) - RESERVE / 2)))
+            run_job tiger_es --model=TIGER "${es[@]}" --checkpoint_tag=es & ;;
+        *) say "unknown job $job (tiger, learned, constant, tiger_es)" ;;
+    esac
+done
+wait
+
+names=() results=()
+for job in $JOBS; do
+    [ -f "$OUT/$job.json" ] && { names+=("$job"); results+=("$OUT/$job.json"); }
+    [ -f "$OUT/$job.log" ] && grep -h "time budget spent\|stage .*: [0-9]*s of training\|test result\|Error" \
+        "$OUT/$job.log" | sed "s/^/[$job] /" | cut -c1-240
+done
+if [ ${#results[@]} -gt 0 ]; then
+    python bench/collect_results.py --dataset "$DATASET" --names "$(IFS=,; echo "${names[*]}")" \
+        --label "Equal training time: $BUDGET s of training a budgeted job (STREAM-Rec: PT $PT s, SFT $SFT s, RL $RL s), batch $BATCH, lr $LR, the decay ending with the budget; tiger_es (if run): the configured recipe to early stopping or the deadline." \
+        "${results[@]}" > "$OUT/table.md" && cat "$OUT/table.md"
+fi
+say "done after $(elapsed) s"
