@@ -52,7 +52,7 @@ def new_trainer(config, train) -> Any:
 
 def load_weights_only(path: str) -> dict:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # raises on any pickled object
-    expected = KEYS | ({"scheduler"} if checkpoint["model"] in SCHEDULED else set())
+    expected = KEYS | ({"scheduler", "trained_seconds"} if checkpoint["model"] in SCHEDULED else set())
     assert set(checkpoint) - {"finished"} == expected, set(checkpoint)
     return checkpoint
 

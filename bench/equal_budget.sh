@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# TIGER and STREAM-Rec at equal training time on one GPU, side by side (issue 12, point 5; issue 9, point 7).
+# TIGER and STREAM-Rec at equal training time, side by side on one machine (issue 12, point 5; issue 9, point 7).
 #
-#   bash bench/gpu_equal_budget.sh OUT_DIR [DATA_PATH]
+#   bash bench/equal_budget.sh OUT_DIR [DATA_PATH]
 #
-# Builds the semantic IDs and neighbour table once (cached under saved/cache/), then runs these jobs at the same
-# time on the GPU. The first three get the same seconds of training (time_budget: optimiser steps and their data,
+# Builds the semantic IDs and neighbour table once (cached under saved/cache/), then runs the chosen jobs at the
+# same time (on a GPU they share it; on a CPU give each --threads=1 in EXTRA and run as many as there are cores).
+# The budgeted jobs get the same seconds of training (time_budget: optimiser steps and their data,
 # STREAM-Rec's annotation too; validation and test are not counted), one batch size and learning rate, a decay
 # that ends with the budget (lr_decay_horizon: budget), and are validated when the budget is spent:
 #   tiger     TIGER
 #   learned   STREAM-Rec, the paper's stages: pretraining, SFT on annotated traces, GRPO
 #   constant  the same STREAM-Rec with one constant trace for every row (the ablation of the trace)
+#   none      the same STREAM-Rec with no trace (reasoning_steps 0)
 #   tiger_es  TIGER with the configured recipe (batch, learning rate and decay of the config files), validated
 #             every epoch, to early stopping or until DEADLINE's time is up, whichever comes first
 # STREAM-Rec's budget is split over its stages (PT_SHARE / SFT_SHARE / the rest to GRPO).
 # Writes OUT_DIR/<job>.json (run_recbole_streamrec.py --result_file), OUT_DIR/<job>.log and OUT_DIR/table.md
-# (bench/collect_results.py).
+# (bench/collect_results.py, over every job's result in OUT_DIR, so jobs run in turns into one folder share a table).
 #
 # Environment (defaults in brackets):
 #   DATASET [amazon2023-instruments]; JOBS ["tiger learned constant"]; CONFIG_FILES [none: the paper-size T5]
@@ -25,7 +27,7 @@
 #   EXTRA [more --key=value for every job, e.g. --threads=4]
 set -uo pipefail
 
-OUT=${1:?usage: bash bench/gpu_equal_budget.sh OUT_DIR [DATA_PATH]}
+OUT=${1:?usage: bash bench/equal_budget.sh OUT_DIR [DATA_PATH]}
 DATA=${2:-../shared/data}
 DATASET=${DATASET:-amazon2023-instruments}
 JOBS=${JOBS:-tiger learned constant}
@@ -43,7 +45,7 @@ OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
-say() { echo "[gpu_equal_budget] $*"; }
+say() { echo "[equal_budget] $*"; }
 
 files=()
 [ -n "${CONFIG_FILES:-}" ] && files=(--config_files="$CONFIG_FILES")
@@ -52,13 +54,13 @@ common=(--dataset="$DATASET" --data_path="$DATA" "${files[@]}" --eval_batch_size
         --compare_with_pop=False --progress_interval=60 $EXTRA)
 
 say "$(date -u +%FT%TZ) $DATASET, jobs: $JOBS"
-python - <<'EOF' 2>&1 | tee "$OUT/machine.txt"
+python - <<'EOF' 2>&1 | tee -a "$OUT/machine.txt"
 import os, platform, torch
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 print(f"torch {torch.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs, GPU: {gpu}")
 EOF
 python -c "import sys; sys.path.insert(0, 'bench'); import _common; _common.child_prepare()" \
-    "${common[@]}" --model=STREAMRec --output="$OUT/prepare.json" > "$OUT/prepare.log" 2>&1 \
+    "${common[@]}" --model=STREAMRec --output="$OUT/prepare.json" >> "$OUT/prepare.log" 2>&1 \
     || { say "preparing the semantic IDs failed:"; tail -20 "$OUT/prepare.log"; exit 1; }
 say "semantic IDs and neighbours ready after $(elapsed) s"
 
@@ -87,20 +89,23 @@ for job in $JOBS; do
         tiger) run_job tiger --model=TIGER "${budgeted[@]}" --time_budget="$BUDGET" & ;;
         learned) run_job learned "${stream[@]}" --checkpoint_tag=learned & ;;
         constant) run_job constant "${stream[@]}" --reasoning_trace=constant --checkpoint_tag=constant & ;;
+        none) run_job none "${stream[@]}" --reasoning_steps=0 --checkpoint_tag=none & ;;
         tiger_es)  # as configured, to early stopping; with a DEADLINE stopped early enough to be tested in time
             es=()
             [ "$DEADLINE" -gt 0 ] && es=(--time_budget=$((DEADLINE - $(elapsed) - RESERVE / 2)))
             run_job tiger_es --model=TIGER "${es[@]}" --checkpoint_tag=es & ;;
-        *) say "unknown job $job (tiger, learned, constant, tiger_es)" ;;
+        *) say "unknown job $job (tiger, learned, constant, none, tiger_es)" ;;
     esac
 done
 wait
 
-names=() results=()
 for job in $JOBS; do
-    [ -f "$OUT/$job.json" ] && { names+=("$job"); results+=("$OUT/$job.json"); }
     [ -f "$OUT/$job.log" ] && grep -h "time budget spent\|stage .*: [0-9]*s of training\|test result\|Error" \
         "$OUT/$job.log" | sed "s/^/[$job] /" | cut -c1-240
+done
+names=() results=()
+for job in tiger learned constant none tiger_es; do
+    [ -f "$OUT/$job.json" ] && { names+=("$job"); results+=("$OUT/$job.json"); }
 done
 if [ ${#results[@]} -gt 0 ]; then
     python bench/collect_results.py --dataset "$DATASET" --names "$(IFS=,; echo "${names[*]}")" \
