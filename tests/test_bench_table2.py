@@ -210,6 +210,26 @@ def test_collect_results_after_adds_the_starting_runs_train_time(collect, tmp_pa
     assert "nosec.json: the result file has no train_seconds" in capsys.readouterr().err
 
 
+def test_collect_results_names_each_stage_and_shows_the_training_clock(collect, tmp_path, capsys) -> None:
+    import json
+
+    metrics = {m: 0.01 for m in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
+    stages = {s: {"valid": metrics, "test": metrics} for s in ("pretrain", "sft")}
+    (tmp_path / "stream.json").write_text(json.dumps({"model": "STREAMRec", "train_seconds": 200.0,
+                                                      "training_seconds": 120.0, "stage_results": stages}))
+    (tmp_path / "tiger.json").write_text(json.dumps({"model": "TIGER", "train_seconds": 130.0,
+                                                     "test_result": metrics, "valid_result": metrics}))
+    collect.main(["--dataset", "tiny", "--names", "learned,tiger", str(tmp_path / "stream.json"),
+                  str(tmp_path / "tiger.json")])
+    out = capsys.readouterr().out
+    assert "of it training (no validation)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| learned") or line.startswith("| tiger")]
+    assert [r.split(" | ")[0] for r in rows] == ["| learned (PT)", "| learned (SFT)", "| tiger"], rows
+    assert "| 3m20s | 2m00s |" in rows[0] and rows[2].count("| —") >= 1, rows  # no clock: a dash
+    collect.main(["--dataset", "tiny", str(tmp_path / "tiger.json")])
+    assert "of it training" not in capsys.readouterr().out, "no column when no run has a training clock"
+
+
 @pytest.fixture(scope="module")
 def plot_steps():
     yield from bench_script("plot_steps")
