@@ -59,8 +59,11 @@ import os, platform, torch
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 print(f"torch {torch.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs, GPU: {gpu}")
 EOF
-python -c "import sys; sys.path.insert(0, 'bench'); import _common; _common.child_prepare()" \
-    "${common[@]}" --model=STREAMRec --output="$OUT/prepare.json" >> "$OUT/prepare.log" 2>&1 \
+# the IDs are built before any job runs: with every core (EXTRA's --threads=N is for the jobs side by side)
+prepare=()
+for arg in "${common[@]}"; do [[ $arg == --threads=* ]] || prepare+=("$arg"); done
+env -u OMP_NUM_THREADS python -c "import sys; sys.path.insert(0, 'bench'); import _common; _common.child_prepare()" \
+    "${prepare[@]}" --model=STREAMRec --output="$OUT/prepare.json" >> "$OUT/prepare.log" 2>&1 \
     || { say "preparing the semantic IDs failed:"; tail -20 "$OUT/prepare.log"; exit 1; }
 say "semantic IDs and neighbours ready after $(elapsed) s"
 
