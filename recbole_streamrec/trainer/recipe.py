@@ -51,7 +51,6 @@ import torch
 from recbole_streamrec.trainer.progress import Progress, progress_interval
 
 SCHEDULES = ("constant", "cosine", "linear")
-DECAY_HORIZONS = ("epochs", "budget")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -177,18 +176,13 @@ class Recipe:
                     return value
             return default
 
-        stage = prefix + "_" if prefix else ""
         schedule = str(key("lr_schedule", "constant")).lower()
         if schedule not in SCHEDULES:
-            raise ValueError(f"{stage}lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
-        budget = key("time_budget", None)
-        if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0):
-            raise ValueError(f"{stage}time_budget must be a number of seconds > 0 or ~, not {budget!r}")
-        horizon = str(key("lr_decay_horizon", "epochs")).lower()
-        if horizon not in DECAY_HORIZONS:
-            raise ValueError(f"{stage}lr_decay_horizon must be one of {DECAY_HORIZONS}, not {horizon!r}")
-        if horizon == "budget" and budget is None:  # a run's own keys are checked at start-up (validate_config);
-            horizon = "epochs"  # this is e.g. STREAM-Rec's shared recipe, whose stages each have their budget
+            raise ValueError(f"{prefix + '_' if prefix else ''}lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
+        # time_budget and lr_decay_horizon are checked at start-up (config.validate_config), the stage keys too
+        budget, horizon = key("time_budget", None), key("lr_decay_horizon", "epochs")
+        if horizon == "budget" and budget is None:  # e.g. STREAM-Rec's shared recipe, whose stages have their budgets
+            horizon = "epochs"
         return cls(schedule=schedule, warmup_steps=int(key("warmup_steps", 0)), decay_epochs=key("lr_decay_epochs", None),
                    min_ratio=float(key("min_lr_ratio", 0.0)), weight_decay=float(key("weight_decay", 0.0) or 0.0),
                    time_budget=None if budget is None else float(budget), decay_horizon=horizon)
@@ -286,6 +280,7 @@ class RecipeMixin:
         self.rows_per_step = 0
         self.trained_seconds = 0.0  # training clock of the run (STREAM-Rec: of the running stage)
         self._clock_started: Optional[float] = None
+        self._budget_logged = False  # "time budget spent" is logged once per fit
         super().__init__(config, model)
 
     # ---- the training clock and the time budget ----
@@ -308,7 +303,7 @@ class RecipeMixin:
         budget = self.recipe.time_budget
         if budget is None or self.training_seconds() < budget:
             return False
-        if not getattr(self, "_budget_logged", False):
+        if not self._budget_logged:
             getLogger().info(f"time budget spent: {self.training_seconds():.0f}s of training (budget {budget:g}s); "
                              "the epoch ends and training stops at its validation")
             self._budget_logged = True
