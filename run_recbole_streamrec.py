@@ -13,6 +13,7 @@ checkpoint) stops with one line saying what and where; ``--debug`` shows the tra
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Optional
 
@@ -28,6 +29,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of this run")
     parser.add_argument("--eval_only", action="store_true", help="evaluate this run's best checkpoint, no training")
     parser.add_argument("--result_file", default=None, help="also write the results as JSON to this path")
+    parser.add_argument("--rank_file", default=None,
+                        help="also write each test user's rank of the held-out item to this CSV (bench/paired_bootstrap.py)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error too")
     return parser.parse_known_args(argv)[0]
 
@@ -46,8 +49,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ``sys.argv[1:]``); RecBole's Config reads the ``--key=value`` overrides from ``sys.argv`` itself."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     files = args.config_files.replace(",", " ").split() if args.config_files else None
+    for flag, path in (("--result_file", args.result_file), ("--rank_file", args.rank_file)):
+        if path and not os.path.isdir(os.path.dirname(path) or "."):  # refused now, not after the training
+            print(f"error: {flag}={path}: the folder {os.path.dirname(path)} does not exist", file=sys.stderr)
+            return 2
     try:
-        result = run(args.model, args.dataset, config_file_list=files, resume=args.resume, eval_only=args.eval_only)
+        result = run(args.model, args.dataset, config_file_list=files, resume=args.resume, eval_only=args.eval_only,
+                     rank_file=args.rank_file)
     except UserError as err:
         if args.debug:
             raise

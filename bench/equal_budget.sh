@@ -12,6 +12,7 @@
 #   learned   STREAM-Rec, the paper's stages: pretraining, SFT on annotated traces, GRPO
 #   constant  the same STREAM-Rec with one constant trace for every row (the ablation of the trace)
 #   none      the same STREAM-Rec with no trace (reasoning_steps 0)
+#   pure_rl   the same STREAM-Rec without SFT (stages [pretrain, rl]): GRPO gets SFT's and GRPO's shares of the budget
 #   tiger_es  TIGER with the configured recipe (batch, learning rate and decay of the config files), validated
 #             every epoch, to early stopping or until DEADLINE's time is up, whichever comes first
 # STREAM-Rec's budget is split over its stages (PT_SHARE / SFT_SHARE / the rest to GRPO).
@@ -76,8 +77,8 @@ PT=$((BUDGET * PT_SHARE / 100)); SFT=$((BUDGET * SFT_SHARE / 100)); RL=$((BUDGET
 say "$BUDGET s of training a budgeted job (STREAM-Rec: PT $PT s, SFT $SFT s, RL $RL s)"
 budgeted=(--train_batch_size="$BATCH" --learning_rate="$LR" --pt_learning_rate="$LR" --sft_learning_rate="$LR"
           --lr_decay_horizon=budget --warmup_steps=100 --sft_warmup_steps=50 --eval_step=1000)
-stream=(--model=STREAMRec "${budgeted[@]}" --pt_time_budget="$PT" --sft_time_budget="$SFT" --rl_time_budget="$RL"
-        --rl_steps_per_epoch=50)
+stages=(--model=STREAMRec "${budgeted[@]}" --pt_time_budget="$PT" --sft_time_budget="$SFT" --rl_steps_per_epoch=50)
+stream=("${stages[@]}" --rl_time_budget="$RL")
 
 run_job() {  # name, then its own arguments
     local name=$1; shift
@@ -93,11 +94,13 @@ for job in $JOBS; do
         learned) run_job learned "${stream[@]}" --checkpoint_tag=learned & ;;
         constant) run_job constant "${stream[@]}" --reasoning_trace=constant --checkpoint_tag=constant & ;;
         none) run_job none "${stream[@]}" --reasoning_steps=0 --checkpoint_tag=none & ;;
+        pure_rl) run_job pure_rl "${stages[@]}" --rl_time_budget=$((SFT + RL)) "--stages=[pretrain,rl]" \
+                     --checkpoint_tag=pure_rl & ;;
         tiger_es)  # as configured, to early stopping; with a DEADLINE stopped early enough to be tested in time
             es=()
             [ "$DEADLINE" -gt 0 ] && es=(--time_budget=$((DEADLINE - $(elapsed) - RESERVE / 2)))
             run_job tiger_es --model=TIGER "${es[@]}" --checkpoint_tag=es & ;;
-        *) say "unknown job $job (tiger, learned, constant, none, tiger_es)" ;;
+        *) say "unknown job $job (tiger, learned, constant, none, pure_rl, tiger_es)" ;;
     esac
 done
 wait
@@ -107,7 +110,7 @@ for job in $JOBS; do
         "$OUT/$job.log" | sed "s/^/[$job] /" | cut -c1-240
 done
 names=() results=()
-for job in tiger learned constant none tiger_es; do
+for job in tiger learned constant none pure_rl tiger_es; do
     [ -f "$OUT/$job.json" ] && { names+=("$job"); results+=("$OUT/$job.json"); }
 done
 if [ ${#results[@]} -gt 0 ]; then

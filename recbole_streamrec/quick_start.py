@@ -25,6 +25,7 @@ from recbole_streamrec.popularity import floor_line, popularity_floor
 from recbole_streamrec.trainer.checkpoint import plain_results
 from recbole_streamrec.distributed import free_port, is_distributed, is_main, leave_process_group, sharded_eval
 from recbole_streamrec.errors import UserError
+from recbole_streamrec.user_ranks import TopkRecorder, check_one_row_per_user, write_ranks
 from recbole_streamrec.trainer.recipe import apply_precision, apply_threads, physical_cores
 from recbole_streamrec.utils import get_model, get_trainer
 
@@ -49,19 +50,23 @@ def run(
     saved: bool = True,
     resume: bool = False,
     eval_only: bool = False,
+    rank_file: Optional[str] = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` and evaluate it; returns the valid/test results (and per-stage ones).
 
     ``eval_only`` skips training and evaluates the run's best checkpoint as it stands (e.g. of a run that
-    is still going or was stopped). With ``nproc`` > 1 it starts one process per rank and returns rank 0's
-    results; in a rank other than 0 (under ``torchrun``) it returns None.
+    is still going or was stopped). ``rank_file``: also write each test user's rank of the held-out item there
+    (:mod:`recbole_streamrec.user_ranks`; one process only). With ``nproc`` > 1 it starts one process per rank
+    and returns rank 0's results; in a rank other than 0 (under ``torchrun``) it returns None.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if rank_file and ((config["nproc"] or 1) > 1 or not config["single_spec"]):
+        raise UserError("--rank_file: needs a one-process run (not nproc > 1 or torchrun)")
     if (config["nproc"] or 1) > 1 and config["single_spec"]:  # the launching process: one worker per rank
         return launch(config, dict(model=model, dataset=dataset, config_file_list=config_file_list,
                                    config_dict=config_dict, saved=saved, resume=resume, eval_only=eval_only))
     try:
-        result = run_config(config, saved=saved, resume=resume, eval_only=eval_only)
+        result = run_config(config, saved=saved, resume=resume, eval_only=eval_only, rank_file=rank_file)
     except BaseException:
         if is_distributed():
             torch.distributed.destroy_process_group()
@@ -111,7 +116,8 @@ def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
     os._exit(0)
 
 
-def run_config(config: Config, saved: bool = True, resume: bool = False, eval_only: bool = False) -> dict[str, Any]:
+def run_config(config: Config, saved: bool = True, resume: bool = False, eval_only: bool = False,
+               rank_file: Optional[str] = None) -> dict[str, Any]:
     """:func:`run` for a built ``config`` in this process (one rank of a data-parallel run, or the only one)."""
     init_seed(config["seed"], config["reproducibility"])
     if is_main():
@@ -129,6 +135,8 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
     if config["precision"] is not None:  # the generative models' key; baselines keep RecBole's enable_amp
         logger.info(apply_precision(config))
     _, train_data, valid_data, test_data = load_data(config)
+    if rank_file:
+        check_one_row_per_user(test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -143,6 +151,9 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
         else:
             logger.warning(f"--resume: no checkpoint at {resume_file}; starting from scratch")
 
+    recorder = None
+    if rank_file:
+        recorder = trainer.evaluator = TopkRecorder(trainer.evaluator)
     if eval_only:
         best_valid_result = trainer.evaluate(valid_data, load_best_model=True, show_progress=config["show_progress"])
         best_valid_score = best_valid_result[config["valid_metric"].lower()]
@@ -152,7 +163,14 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
             train_data, valid_data, saved=saved, show_progress=config["show_progress"]
         )
         train_seconds = time.time() - start
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    finished = getattr(trainer, "stage_results", {}).get(getattr(trainer, "stage", None), {})
+    if not eval_only and saved and "test" in finished and recorder is None:  # tested with its last stage
+        test_result = finished["test"]
+    else:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    if recorder is not None:
+        users = write_ranks(rank_file, test_data, recorder.topk)
+        logger.info(f"each test user's rank of the held-out item: {rank_file} ({users} users)")
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     floor = None

@@ -37,13 +37,24 @@ def checkpoint(config: dict[str, Any], tag: str, suffix: str) -> Path:
     return Path(config["checkpoint_dir"]) / f"STREAMRec-{DATASET}-{tag}-{suffix}.pth"
 
 
+CHAINED_EVALUATIONS: list[str] = []  # "valid" or "test", one per evaluation the chained run made, in order
+
+
 @pytest.fixture(scope="module")
 def chained(tiny_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(config_dict, result)`` of one default-schedule run (tag ``chain``)."""
+    """``(config_dict, result)`` of one default-schedule run (tag ``chain``); its evaluations are counted."""
     config = overrides(tiny_root, "STREAMRec", **STREAM_KEYS, checkpoint_tag="chain")
+    evaluate = STREAMRecTrainer.evaluate
+
+    def counted(self, eval_data, *args, **kwargs):
+        CHAINED_EVALUATIONS.append("test" if eval_data is self.test_data else "valid")
+        return evaluate(self, eval_data, *args, **kwargs)
+
+    CHAINED_EVALUATIONS.clear()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", [sys.argv[0]])
         mp.chdir(tiny_root)
+        mp.setattr(STREAMRecTrainer, "evaluate", counted)
         return config, run("STREAMRec", DATASET, config_dict=config)
 
 
@@ -74,6 +85,20 @@ def test_chained_run_hands_over_through_weights_only_checkpoints(chained) -> Non
     # π_ref is the finished stage-1 model; the later stages trained on from it
     assert all(torch.equal(states["pi_ref"][k], states["pretrain"][k]) for k in states["pi_ref"])
     assert any(not torch.equal(states["sft"][k], states["pretrain"][k]) for k in states["sft"])
+
+
+def test_each_model_is_evaluated_once_and_the_reused_results_are_the_saved_models(chained, workdir) -> None:
+    """A stage reports the validation its fit made of the best model (not a second one), and the run reports
+    the last stage's test (not a third one); both are what the saved model scores."""
+    config, result = chained
+    # one epoch a stage: pretrain validates and tests; SFT scores the direct decoder, validates and tests; RL
+    # validates and tests. Nothing after that.
+    assert CHAINED_EVALUATIONS == ["valid", "test", "valid", "valid", "test", "valid", "test"]
+    trainer, _, valid = resumed_trainer(config)
+    trainer.model.set_stage("sft")
+    trainer.model.load_state_dict(torch.load(checkpoint(config, "chain", "sft"), weights_only=True)["state_dict"])
+    again = {k: float(v) for k, v in trainer.evaluate(valid, load_best_model=False).items()}
+    assert again == pytest.approx(result["stage_results"]["sft"]["valid"])
 
 
 def test_a_single_rl_stage_starts_from_the_given_checkpoints(chained, run_overrides) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 from recbole.data.interaction import Interaction
+from recbole.trainer import Trainer
 
 from recbole_streamrec import explain
 from recbole_streamrec.data.semantic_ids import semantic_ids_of
@@ -249,6 +250,28 @@ def test_annotate_sorts_by_history_length_and_writes_back_in_row_order(make_stre
     assert torch.equal(rows[model.REASONING_FIELD], model.annotate(feat))
     assert {"distinct_tokens", "distinct_traces", "first_in_target_l01", "distance"} <= set(trainer.annotation_stats)
     assert len(trainer.annotation_stats["distance"]) == 3
+
+
+def test_no_trace_annotates_nothing_and_a_constant_trace_spends_no_training_time_on_it(
+        make_stream, make_config, feat, monkeypatch) -> None:
+    """l = 0 writes empty traces without running the model; a constant trace's annotation (kept for its
+    statistics) is not counted on the training clock, a learned trace's is."""
+    model, config = make_stream(reasoning_steps=0)
+    trainer = STREAMRecTrainer(config, model)
+    monkeypatch.setattr(model, "annotate", lambda *a, **k: pytest.fail("l = 0 has nothing to annotate"))
+    rows = Interaction(dict(feat.interaction))
+    trainer._annotate(types.SimpleNamespace(_dataset=types.SimpleNamespace(inter_feat=rows)))
+    assert rows[model.REASONING_FIELD].shape == (len(rows), 0)
+
+    for trace, counted in (("annotated", True), ("constant", False)):
+        model, config = make_stream(reasoning_steps=2, reasoning_trace=trace, sft_rounds=1)
+        trainer = STREAMRecTrainer(config, model)
+        trainer._begin_stage("sft")
+        clock = []
+        monkeypatch.setattr(trainer, "_annotate", lambda data: clock.append(trainer._clock_started is not None))
+        monkeypatch.setattr(Trainer, "fit", lambda self, *a, **k: (self.best_valid_score, None))
+        trainer._fit_sft(None, None, verbose=False, show_progress=False)
+        assert clock == [counted], trace
 
 
 # ---- SFT uses the trace -------------------------------------------------------------------------------

@@ -201,6 +201,15 @@ def test_run_script_prints_one_line_and_debug_keeps_traceback(script, root: Path
         script.main()
 
 
+@pytest.mark.parametrize("flag", ["--result_file", "--rank_file"])
+def test_an_output_file_in_a_missing_folder_is_refused_before_the_run(script, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture, flag: str) -> None:
+    argv(monkeypatch, "--model=SASRec", f"{flag}=no/such/folder/out")
+    monkeypatch.setattr(script, "run", lambda *a, **k: pytest.fail("the run must not start"))
+    assert script.main() == 2
+    assert capsys.readouterr().err == f"error: {flag}=no/such/folder/out: the folder no/such/folder does not exist\n"
+
+
 def readme_commands() -> list[list[str]]:
     """The ``python run_recbole_streamrec.py …`` commands of README.md, as argument lists."""
     commands = []

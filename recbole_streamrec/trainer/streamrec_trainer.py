@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from contextlib import nullcontext
 from time import time
 
 import torch
@@ -124,12 +125,21 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         return frozen
 
     def _finish_stage(self, stage: str, valid_data) -> None:
-        """Load the stage's best model, evaluate it, and write the hand-over checkpoint."""
+        """Load the stage's best model, test it, and write the hand-over checkpoint.
+
+        The best model's validation result is the one the fit recorded when it saved that model (RecBole writes
+        the checkpoint and ``best_valid_result`` together), so validation runs again only when the fit recorded
+        none (e.g. ``eval_step: 0``): an evaluation of a STREAM-Rec model costs minutes on a CPU.
+        """
+        valid = None
         if os.path.isfile(self.saved_model_file):
             self.model.load_state_dict(load_checkpoint(self.saved_model_file, self.device)["state_dict"])
+            valid = self.best_valid_result
         self.stage_seconds[stage] = self.trained_seconds
         self.logger.info(f"stage {stage}: {self.trained_seconds:.0f}s of training")
-        results = {"valid": plain_results(self.evaluate(valid_data, load_best_model=False))}
+        if valid is None:
+            valid = self.evaluate(valid_data, load_best_model=False)
+        results = {"valid": plain_results(valid)}
         if self.test_data is not None:
             results["test"] = plain_results(self.evaluate(self.test_data, load_best_model=False))
         self.stage_results[stage] = results
@@ -195,7 +205,9 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
             if round_idx and self.budget_spent():  # sft_time_budget covers all rounds, annotations included
                 break
             before = self.best_valid_score
-            with self.clocked():
+            # the training clock counts the annotation a learned trace is made of; a constant trace replaces it,
+            # so there the annotation (kept for its statistics) is not training time
+            with self.clocked() if self.model.reasoning_trace != "constant" else nullcontext():
                 self._annotate(train_data)
             self.start_epoch, self.cur_step = 0, 0
             super().fit(train_data, valid_data, verbose, True, show_progress)
@@ -236,9 +248,13 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         from recbole.data.interaction import Interaction
 
         dataset, model = train_data._dataset, self.model
-        model.eval()
         feat, batch, start_time = dataset.inter_feat, self.config["eval_batch_size"], time()
         n, l = len(feat), model.n_reasoning
+        if l == 0:  # no trace: nothing to annotate (and no training time spent on it)
+            feat.update(Interaction({model.REASONING_FIELD: torch.zeros(n, 0, dtype=torch.long)}))
+            self.logger.info(f"no reasoning tokens (reasoning_steps 0): {n} training rows, nothing to annotate")
+            return
+        model.eval()
         tokens = torch.zeros(n, l, dtype=torch.long)
         distances = torch.zeros(n, l + 1)
         order = torch.argsort(feat[model.ITEM_SEQ_LEN], stable=True)  # [n], shortest history first

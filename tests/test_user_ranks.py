@@ -1,0 +1,84 @@
+"""``--rank_file``: each test user's rank of the held-out item, and the paired bootstrap that compares two runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_streamrec.errors import UserError
+from recbole_streamrec.quick_start import run
+from recbole_streamrec.user_ranks import ranks_from_topk
+
+from conftest import DATASET
+from test_bench_table2 import bench_script
+
+
+@pytest.fixture(scope="module")
+def paired():
+    yield from bench_script("paired_bootstrap")
+
+
+def write(path: Path, ranks: dict[str, int]) -> str:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("user", "rank"), *ranks.items()])
+    return str(path)
+
+
+def test_ranks_from_topk_worked_by_hand() -> None:
+    # K = 4: a hit flag per position, then the user's number of positives
+    topk = torch.tensor([[0, 0, 1, 0, 1], [1, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 1, 1]])
+    assert ranks_from_topk(topk).tolist() == [3, 1, 0, 4]
+
+
+def test_a_runs_rank_file_gives_back_its_test_metrics(run_overrides, tmp_path) -> None:
+    path = tmp_path / "ranks.csv"
+    result = run("SASRec", DATASET, config_dict=run_overrides("SASRec", epochs=3), rank_file=str(path))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ranks = np.array([int(r["rank"]) for r in rows])
+    assert len({r["user"] for r in rows}) == len(rows) > 0
+    assert (ranks > 0).any(), "the check below needs some hits"
+    test = {k: float(v) for k, v in dict(result["test_result"]).items()}
+    for k in (5, 10):
+        hit = (ranks >= 1) & (ranks <= k)
+        ndcg = np.where(hit, 1 / np.log2(np.maximum(ranks, 1) + 1), 0.0)
+        assert ndcg.mean() == pytest.approx(test[f"ndcg@{k}"], abs=1e-4)  # RecBole rounds to 4 places
+        assert hit.mean() == pytest.approx(test[f"recall@{k}"], abs=1e-4)
+
+
+def test_a_rank_file_needs_one_process(run_overrides, tmp_path) -> None:
+    with pytest.raises(UserError, match="--rank_file: needs a one-process run"):
+        run("SASRec", DATASET, config_dict=run_overrides("SASRec", nproc=2), rank_file=str(tmp_path / "r.csv"))
+
+
+def test_paired_bootstrap_sees_a_real_difference_and_no_difference(paired, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(2000)]
+    base = {u: int(r) for u, r in zip(users, rng.integers(0, 21, size=len(users)))}  # rank 0..20
+    better = {u: (1 if i % 4 == 0 else r) for i, (u, r) in enumerate(base.items())}  # a quarter moved to rank 1
+    a, b = write(tmp_path / "a.csv", base), write(tmp_path / "b.csv", better)
+    same = paired.compare([a, a], ["a", "a"], k=10, samples=500)
+    assert all(r["diff"] == 0 and r["low"] == 0 == r["high"] and r["p"] == 1.0 for r in same)
+    rows = {r["metric"]: r for r in paired.compare([a, b], ["a", "b"], k=10, samples=500)}
+    ndcg = rows["ndcg@10"]
+    assert ndcg["diff"] == pytest.approx(ndcg["b"] - ndcg["a"]) and ndcg["diff"] > 0
+    assert 0 < ndcg["low"] < ndcg["diff"] < ndcg["high"] and ndcg["p"] < 0.01
+    # by hand: the moved users' NDCG@10 becomes 1; the others' is unchanged
+    moved = [u for i, u in enumerate(users) if i % 4 == 0]
+    gain = sum(1 - (1 / np.log2(base[u] + 1) if 1 <= base[u] <= 10 else 0) for u in moved) / len(users)
+    assert ndcg["diff"] == pytest.approx(gain)
+
+
+def test_paired_bootstrap_refuses_runs_on_other_users(paired, tmp_path) -> None:
+    a = write(tmp_path / "a.csv", {"u1": 1, "u2": 0})
+    b = write(tmp_path / "b.csv", {"u1": 1, "u3": 0})
+    with pytest.raises(SystemExit, match="b.csv: its users are not those of"):
+        paired.compare([a, b], ["a", "b"], k=10, samples=10)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,score\nu1,0.5\n")
+    with pytest.raises(SystemExit, match="bad.csv: not a rank file"):
+        paired.compare([a, str(bad)], ["a", "bad"], k=10, samples=10)
