@@ -6,7 +6,8 @@ Each file is a ``--rank_file`` of ``run_recbole_streamrec.py`` (one row per test
 in the top-K, 0 when absent; ``recbole_streamrec/user_ranks.py``). Every later file is compared with the first,
 user by user: the mean NDCG@k and Recall@k of each, their difference, its 95% interval from a paired bootstrap
 over users (the same resampled users for both runs), and the two-sided bootstrap p-value of "no difference".
-Prints a Markdown table; ``--out FILE`` also writes it there and ``--json FILE`` the numbers.
+Prints a Markdown table (``--by_rank``: also each run's number of users at each rank 1..K); ``--out FILE`` also
+writes it there and ``--json FILE`` the numbers.
 """
 
 from __future__ import annotations
@@ -81,12 +82,25 @@ def table(rows: list[dict], samples: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def by_rank(files: list[str], names: list[str]) -> str:
+    """Markdown: how many users' held-out item sits at each rank 1..K of each run (where a change of NDCG comes from)."""
+    runs = [read_ranks(path) for path in files]
+    k = max(max(run.values()) for run in runs)
+    header = "| run | " + " | ".join(str(r) for r in range(1, k + 1)) + " | in the top-K |"
+    lines = ["Users whose held-out item is at each rank.", "", header, "|---|" + "---:|" * (k + 1)]
+    for name, run in zip(names, runs):
+        counts = np.bincount(np.fromiter(run.values(), dtype=int), minlength=k + 1)
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in counts[1:]) + f" | {counts[1:].sum()} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", help="rank files; the first is the baseline")
     parser.add_argument("--names", default=None, help="comma-separated names, one per file (default: the paths)")
     parser.add_argument("--k", type=int, default=10, help="the cut-off of NDCG@k and Recall@k (default 10)")
     parser.add_argument("--samples", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    parser.add_argument("--by_rank", action="store_true", help="also count each run's users at each rank 1..K")
     parser.add_argument("--out", default=None, help="also write the Markdown table here")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -97,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--names has {len(names)} names for {len(args.files)} files")
     rows = compare(args.files, names, args.k, args.samples)
     text = table(rows, args.samples)
+    if args.by_rank:
+        text += "\n" + by_rank(args.files, names)
     sys.stdout.write(text)
     if args.out:
         with open(args.out, "w") as f:
