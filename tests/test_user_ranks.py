@@ -82,3 +82,11 @@ def test_paired_bootstrap_refuses_runs_on_other_users(paired, tmp_path) -> None:
     bad.write_text("user,score\nu1,0.5\n")
     with pytest.raises(SystemExit, match="bad.csv: not a rank file"):
         paired.compare([a, str(bad)], ["a", "bad"], k=10, samples=10)
+
+
+def test_by_rank_counts_the_users_at_each_rank(paired, tmp_path) -> None:
+    a = write(tmp_path / "a.csv", {"u1": 1, "u2": 3, "u3": 0, "u4": 1})
+    b = write(tmp_path / "b.csv", {"u1": 2, "u2": 2, "u3": 3, "u4": 0})
+    lines = paired.by_rank([a, b], ["A", "B"]).splitlines()
+    assert lines[2] == "| run | 1 | 2 | 3 | in the top-K |"
+    assert lines[4:] == ["| A | 2 | 0 | 1 | 3 |", "| B | 0 | 2 | 1 | 3 |"]
