@@ -54,8 +54,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int, seed: int = 0, 
             "high": float(high), "p": float(p)}
 
 
-def compare(files: list[str], names: list[str], k: int, samples: int) -> list[dict]:
-    runs = [read_ranks(path) for path in files]
+def compare(files: list[str], runs: list[dict[str, int]], names: list[str], k: int, samples: int) -> list[dict]:
+    """Every later run against the first (``runs``: :func:`read_ranks` of ``files``), a row per run and metric."""
     users = sorted(runs[0])
     for path, run in zip(files[1:], runs[1:]):
         if set(run) != set(users):
@@ -82,9 +82,8 @@ def table(rows: list[dict], samples: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def by_rank(files: list[str], names: list[str]) -> str:
+def by_rank(runs: list[dict[str, int]], names: list[str]) -> str:
     """Markdown: how many users' held-out item sits at each rank 1..K of each run (where a change of NDCG comes from)."""
-    runs = [read_ranks(path) for path in files]
     k = max(max(run.values()) for run in runs)
     header = "| run | " + " | ".join(str(r) for r in range(1, k + 1)) + " | in the top-K |"
     lines = ["Users whose held-out item is at each rank.", "", header, "|---|" + "---:|" * (k + 1)]
@@ -109,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names.split(",") if args.names else args.files
     if len(names) != len(args.files):
         parser.error(f"--names has {len(names)} names for {len(args.files)} files")
-    rows = compare(args.files, names, args.k, args.samples)
+    runs = [read_ranks(path) for path in args.files]
+    rows = compare(args.files, runs, names, args.k, args.samples)
     text = table(rows, args.samples)
     if args.by_rank:
-        text += "\n" + by_rank(args.files, names)
+        text += "\n" + by_rank(runs, names)
     sys.stdout.write(text)
     if args.out:
         with open(args.out, "w") as f:

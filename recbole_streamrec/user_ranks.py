@@ -43,10 +43,10 @@ def ranks_from_topk(topk: Tensor) -> Tensor:
 def check_one_row_per_user(test_data) -> None:
     """``--rank_file`` needs one test row per user (leave-one-out): a one-line error before any training."""
     dataset = test_data._dataset
-    users = dataset.inter_feat[dataset.uid_field]
-    if len(users) != len(torch.unique(users)):
-        raise UserError(f"--rank_file: the test split of {dataset.dataset_name} has {len(users)} rows for "
-                        f"{len(torch.unique(users))} users; it needs one row per user (leave-one-out, full ranking)")
+    rows, users = len(dataset.inter_feat), len(torch.unique(dataset.inter_feat[dataset.uid_field]))
+    if rows != users:
+        raise UserError(f"--rank_file: the test split of {dataset.dataset_name} has {rows} rows for {users} users; "
+                        "it needs one row per user (leave-one-out, full ranking)")
 
 
 def write_ranks(path: str, test_data, topk: Tensor) -> int:

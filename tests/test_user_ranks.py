@@ -22,6 +22,10 @@ def paired():
     yield from bench_script("paired_bootstrap")
 
 
+def compared(paired, files: list[str], names: list[str], samples: int) -> list[dict]:
+    return paired.compare(files, [paired.read_ranks(f) for f in files], names, k=10, samples=samples)
+
+
 def write(path: Path, ranks: dict[str, int]) -> str:
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([("user", "rank"), *ranks.items()])
@@ -61,9 +65,9 @@ def test_paired_bootstrap_sees_a_real_difference_and_no_difference(paired, tmp_p
     base = {u: int(r) for u, r in zip(users, rng.integers(0, 21, size=len(users)))}  # rank 0..20
     better = {u: (1 if i % 4 == 0 else r) for i, (u, r) in enumerate(base.items())}  # a quarter moved to rank 1
     a, b = write(tmp_path / "a.csv", base), write(tmp_path / "b.csv", better)
-    same = paired.compare([a, a], ["a", "a"], k=10, samples=500)
+    same = compared(paired, [a, a], ["a", "a"], samples=500)
     assert all(r["diff"] == 0 and r["low"] == 0 == r["high"] and r["p"] == 1.0 for r in same)
-    rows = {r["metric"]: r for r in paired.compare([a, b], ["a", "b"], k=10, samples=500)}
+    rows = {r["metric"]: r for r in compared(paired, [a, b], ["a", "b"], samples=500)}
     ndcg = rows["ndcg@10"]
     assert ndcg["diff"] == pytest.approx(ndcg["b"] - ndcg["a"]) and ndcg["diff"] > 0
     assert 0 < ndcg["low"] < ndcg["diff"] < ndcg["high"] and ndcg["p"] < 0.01
@@ -77,16 +81,16 @@ def test_paired_bootstrap_refuses_runs_on_other_users(paired, tmp_path) -> None:
     a = write(tmp_path / "a.csv", {"u1": 1, "u2": 0})
     b = write(tmp_path / "b.csv", {"u1": 1, "u3": 0})
     with pytest.raises(SystemExit, match="b.csv: its users are not those of"):
-        paired.compare([a, b], ["a", "b"], k=10, samples=10)
+        compared(paired, [a, b], ["a", "b"], samples=10)
     bad = tmp_path / "bad.csv"
     bad.write_text("user,score\nu1,0.5\n")
     with pytest.raises(SystemExit, match="bad.csv: not a rank file"):
-        paired.compare([a, str(bad)], ["a", "bad"], k=10, samples=10)
+        paired.read_ranks(str(bad))
 
 
 def test_by_rank_counts_the_users_at_each_rank(paired, tmp_path) -> None:
     a = write(tmp_path / "a.csv", {"u1": 1, "u2": 3, "u3": 0, "u4": 1})
     b = write(tmp_path / "b.csv", {"u1": 2, "u2": 2, "u3": 3, "u4": 0})
-    lines = paired.by_rank([a, b], ["A", "B"]).splitlines()
+    lines = paired.by_rank([paired.read_ranks(a), paired.read_ranks(b)], ["A", "B"]).splitlines()
     assert lines[2] == "| run | 1 | 2 | 3 | in the top-K |"
     assert lines[4:] == ["| A | 2 | 0 | 1 | 3 |", "| B | 0 | 2 | 1 | 3 |"]
