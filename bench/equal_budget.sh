@@ -26,6 +26,8 @@
 #   RESERVE [240] seconds of a job's wall time that are not training (loading, validation, test)
 #   PT_SHARE [60], SFT_SHARE [30] percent of STREAM-Rec's budget; BATCH [1024]; LR [0.002]; EVAL_BATCH [4096]
 #   EXTRA [more --key=value for every job, e.g. --threads=4]
+#   RANKS [0]; 1: each job also writes OUT_DIR/ranks-<job>.csv (--rank_file: each test user's rank of the held-out
+#   item, from the job's last stage; one more test evaluation a job), for bench/paired_bootstrap.py
 set -uo pipefail
 
 OUT=${1:?usage: bash bench/equal_budget.sh OUT_DIR [DATA_PATH]}
@@ -41,6 +43,7 @@ BATCH=${BATCH:-1024}
 LR=${LR:-0.002}
 EVAL_BATCH=${EVAL_BATCH:-4096}
 EXTRA=${EXTRA:-}
+RANKS=${RANKS:-0}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
@@ -84,7 +87,9 @@ run_job() {  # name, then its own arguments
     local name=$1; shift
     local limit=()
     [ "$DEADLINE" -gt 0 ] && limit=(timeout --signal=TERM "$((DEADLINE - $(elapsed)))")
-    "${limit[@]}" python run_recbole_streamrec.py "${common[@]}" "$@" --result_file="$OUT/$name.json" \
+    local ranks=()
+    [ "$RANKS" = 1 ] && ranks=(--rank_file="$OUT/ranks-$name.csv")
+    "${limit[@]}" python run_recbole_streamrec.py "${common[@]}" "$@" "${ranks[@]}" --result_file="$OUT/$name.json" \
         > "$OUT/$name.log" 2>&1
     say "$name finished (exit $?) after $(elapsed) s"
 }
