@@ -28,6 +28,10 @@
 #   EXTRA [more --key=value for every job, e.g. --threads=4]
 #   RANKS [0]; 1: each job also writes OUT_DIR/ranks-<job>.csv (--rank_file: each test user's rank of the held-out
 #   item, from the job's last stage; one more test evaluation a job), for bench/paired_bootstrap.py
+#   FROM_PT [empty]; a checkpoint tag, e.g. "learned": constant, none and pure_rl start from that earlier run's
+#   stage 1 (saved/STREAMRec-<DATASET>-<tag>-pretrain.pth and -pi_ref.pth, which the learned job writes) instead of
+#   training their own, which with the same configuration and seed would be the same PT_SHARE seconds: they run
+#   stages [sft, rl] (pure_rl [rl]) with their usual SFT and GRPO budgets. Give the same settings as that run.
 set -uo pipefail
 
 OUT=${1:?usage: bash bench/equal_budget.sh OUT_DIR [DATA_PATH]}
@@ -58,6 +62,19 @@ common=(--dataset="$DATASET" --data_path="$DATA" "${files[@]}" --eval_batch_size
         --compare_with_pop=False --progress_interval=60 $EXTRA)
 
 say "$(date -u +%FT%TZ) $DATASET, jobs: $JOBS"
+from_pt=() sft_rl=("--stages=[sft,rl]") only_rl=("--stages=[pretrain,rl]")
+if [ -n "${FROM_PT:-}" ]; then  # stage 1 of an earlier run: checked before anything is built or trained
+    for stage1 in pretrain pi_ref; do
+        file=saved/STREAMRec-$DATASET-$FROM_PT-$stage1.pth
+        [ -f "$file" ] || { say "FROM_PT=$FROM_PT: $file not found (run the learned job with these settings first)"; exit 2; }
+    done
+    from_pt=(--init_checkpoint="saved/STREAMRec-$DATASET-$FROM_PT-pretrain.pth"
+             --reference_checkpoint="saved/STREAMRec-$DATASET-$FROM_PT-pi_ref.pth")
+    only_rl=("--stages=[rl]")
+    say "constant, none and pure_rl start from $FROM_PT's stage 1 (${from_pt[*]})"
+else
+    sft_rl=()  # every stage, stage 1 included
+fi
 python - <<'EOF' 2>&1 | tee -a "$OUT/machine.txt"
 import os, platform, torch
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
@@ -97,9 +114,10 @@ for job in $JOBS; do
     case $job in
         tiger) run_job tiger --model=TIGER "${budgeted[@]}" --time_budget="$BUDGET" & ;;
         learned) run_job learned "${stream[@]}" --checkpoint_tag=learned & ;;
-        constant) run_job constant "${stream[@]}" --reasoning_trace=constant --checkpoint_tag=constant & ;;
-        none) run_job none "${stream[@]}" --reasoning_steps=0 --checkpoint_tag=none & ;;
-        pure_rl) run_job pure_rl "${stages[@]}" --rl_time_budget=$((SFT + RL)) "--stages=[pretrain,rl]" \
+        constant) run_job constant "${stream[@]}" "${from_pt[@]}" "${sft_rl[@]}" --reasoning_trace=constant \
+                      --checkpoint_tag=constant & ;;
+        none) run_job none "${stream[@]}" "${from_pt[@]}" "${sft_rl[@]}" --reasoning_steps=0 --checkpoint_tag=none & ;;
+        pure_rl) run_job pure_rl "${stages[@]}" "${from_pt[@]}" "${only_rl[@]}" --rl_time_budget=$((SFT + RL)) \
                      --checkpoint_tag=pure_rl & ;;
         tiger_es)  # as configured, to early stopping; with a DEADLINE stopped early enough to be tested in time
             es=()
@@ -120,7 +138,7 @@ for job in tiger learned constant none pure_rl tiger_es; do
 done
 if [ ${#results[@]} -gt 0 ]; then
     python bench/collect_results.py --dataset "$DATASET" --names "$(IFS=,; echo "${names[*]}")" \
-        --label "Equal training time: $BUDGET s of training a budgeted job (STREAM-Rec: PT $PT s, SFT $SFT s, RL $RL s), batch $BATCH, lr $LR, the decay ending with the budget; tiger_es (if run): the configured recipe to early stopping or the deadline." \
+        --label "Equal training time: $BUDGET s of training a budgeted job (STREAM-Rec: PT $PT s, SFT $SFT s, RL $RL s), batch $BATCH, lr $LR, the decay ending with the budget; tiger_es (if run): the configured recipe to early stopping or the deadline.${FROM_PT:+ constant, none and pure_rl (if run) from the stage 1 of $FROM_PT.}" \
         "${results[@]}" > "$OUT/table.md" && cat "$OUT/table.md"
 fi
 say "done after $(elapsed) s"

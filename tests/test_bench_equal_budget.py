@@ -1,0 +1,72 @@
+"""bench/equal_budget.sh: the command line each job gets (a stand-in ``python`` records it; nothing is trained)."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "equal-budget-test"  # no real dataset has this name: the stage-1 files below are this test's own
+
+
+def run_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run the script with ``env`` and a ``python`` that only appends its arguments to a file."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (bin_dir / "python").chmod(0o755)
+    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DATASET": DATASET, "BUDGET": "100", **env}
+    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget.sh"), str(tmp_path / "out"), "data"],
+                          env=full_env, capture_output=True, text=True, timeout=60)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def job_call(calls: list[str], job: str) -> str:
+    (line,) = [c for c in calls if c.startswith("run_recbole_streamrec.py") and f"/{job}.json" in c]
+    return line
+
+
+def test_jobs_train_their_own_stage_1_by_default(tmp_path) -> None:
+    done, calls = run_script(tmp_path, JOBS="constant pure_rl")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--stages" not in job_call(calls, "constant") and "init_checkpoint" not in job_call(calls, "constant")
+    assert "--stages=[pretrain,rl]" in job_call(calls, "pure_rl")
+
+
+@pytest.fixture
+def learned_stage_1():
+    """Empty stand-ins for the stage-1 files a ``learned`` job of DATASET leaves in the repository's saved/."""
+    saved = ROOT / "saved"
+    saved.mkdir(exist_ok=True)
+    files = [saved / f"STREAMRec-{DATASET}-learned-{part}.pth" for part in ("pretrain", "pi_ref")]
+    for file in files:
+        file.write_bytes(b"")
+    yield
+    for file in files:
+        file.unlink()
+
+
+def test_from_pt_starts_the_ablations_from_an_earlier_stage_1(tmp_path, learned_stage_1) -> None:
+    done, calls = run_script(tmp_path, JOBS="constant none pure_rl tiger", FROM_PT="learned")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for job in ("constant", "none"):
+        line = job_call(calls, job)
+        assert "--stages=[sft,rl]" in line, line
+        assert f"--init_checkpoint=saved/STREAMRec-{DATASET}-learned-pretrain.pth" in line
+        assert f"--reference_checkpoint=saved/STREAMRec-{DATASET}-learned-pi_ref.pth" in line
+    assert "--stages=[rl] " in job_call(calls, "pure_rl") + " "
+    assert "init_checkpoint" not in job_call(calls, "tiger")  # TIGER has no stage 1 to share
+
+
+def test_from_pt_without_its_checkpoints_stops_before_anything_runs(tmp_path) -> None:
+    done, calls = run_script(tmp_path, JOBS="constant", FROM_PT="no-such-run")
+    assert done.returncode == 2
+    assert f"saved/STREAMRec-{DATASET}-no-such-run-pretrain.pth not found" in done.stdout
+    assert calls == []  # no machine probe, no semantic IDs, no job
+
+
+def test_from_pt_jobs_keep_their_sft_and_grpo_budgets(tmp_path, learned_stage_1) -> None:
+    done, calls = run_script(tmp_path, JOBS="none pure_rl", FROM_PT="learned", PT_SHARE="50", SFT_SHARE="30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--sft_time_budget=30" in job_call(calls, "none") and "--rl_time_budget=20" in job_call(calls, "none")
+    assert "--rl_time_budget=50" in job_call(calls, "pure_rl")  # pure RL gets SFT's share and GRPO's
