@@ -70,3 +70,32 @@ def test_from_pt_jobs_keep_their_sft_and_grpo_budgets(tmp_path, learned_stage_1)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "--sft_time_budget=30" in job_call(calls, "none") and "--rl_time_budget=20" in job_call(calls, "none")
     assert "--rl_time_budget=50" in job_call(calls, "pure_rl")  # pure RL gets SFT's share and GRPO's
+
+
+def write_ranks(path: Path, ranks: list[int]) -> None:
+    path.write_text("user,rank\n" + "".join(f"u{i},{r}\n" for i, r in enumerate(ranks)))
+
+
+def test_paired_script_compares_the_jobs_present(tmp_path) -> None:
+    """With every rank file there, equal_budget_paired.sh only compares: TIGER and no trace, no constant job."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for job in ("tiger", "learned", "none"):
+        (out / f"{job}.json").write_text("{}")
+    for name, ranks in {"tiger": [1, 2, 0, 5], "learned": [0, 3, 0, 0], "learned-sft": [0, 2, 0, 0],
+                        "none": [1, 0, 0, 4], "none-sft": [1, 0, 0, 4]}.items():
+        write_ranks(out / f"ranks-{name}.csv", ranks)
+    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(out)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    vs_tiger = (out / "paired-vs-tiger.md").read_text()
+    for name in ("TIGER", "STREAM-Rec SFT (learned)", "STREAM-Rec GRPO (learned)", "SFT (none)"):
+        assert f"| {name} |" in vs_tiger, vs_tiger
+    assert (out / "paired-rl-vs-sft-learned.json").is_file() and (out / "paired-rl-vs-sft-none.json").is_file()
+    assert not (out / "paired-vs-constant.md").exists() and not (out / "eval-only").exists()
+
+
+def test_paired_script_names_a_missing_folder(tmp_path) -> None:
+    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nowhere: no such folder" in done.stdout
