@@ -62,18 +62,15 @@ common=(--dataset="$DATASET" --data_path="$DATA" "${files[@]}" --eval_batch_size
         --compare_with_pop=False --progress_interval=60 $EXTRA)
 
 say "$(date -u +%FT%TZ) $DATASET, jobs: $JOBS"
-from_pt=() sft_rl=("--stages=[sft,rl]") only_rl=("--stages=[pretrain,rl]")
+from_pt=() sft_rl=() only_rl=("--stages=[pretrain,rl]")  # by default every job trains its own stage 1
 if [ -n "${FROM_PT:-}" ]; then  # stage 1 of an earlier run: checked before anything is built or trained
-    for stage1 in pretrain pi_ref; do
-        file=saved/STREAMRec-$DATASET-$FROM_PT-$stage1.pth
+    stage1=saved/STREAMRec-$DATASET-$FROM_PT
+    for file in "$stage1-pretrain.pth" "$stage1-pi_ref.pth"; do
         [ -f "$file" ] || { say "FROM_PT=$FROM_PT: $file not found (run the learned job with these settings first)"; exit 2; }
     done
-    from_pt=(--init_checkpoint="saved/STREAMRec-$DATASET-$FROM_PT-pretrain.pth"
-             --reference_checkpoint="saved/STREAMRec-$DATASET-$FROM_PT-pi_ref.pth")
-    only_rl=("--stages=[rl]")
+    from_pt=(--init_checkpoint="$stage1-pretrain.pth" --reference_checkpoint="$stage1-pi_ref.pth")
+    sft_rl=("--stages=[sft,rl]") only_rl=("--stages=[rl]")
     say "constant, none and pure_rl start from $FROM_PT's stage 1 (${from_pt[*]})"
-else
-    sft_rl=()  # every stage, stage 1 included
 fi
 python - <<'EOF' 2>&1 | tee -a "$OUT/machine.txt"
 import os, platform, torch
