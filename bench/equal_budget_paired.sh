@@ -11,6 +11,8 @@
 #   paired-vs-tiger.md       TIGER against each SFT model and the learned GRPO model
 #   paired-vs-constant.md    the constant trace's SFT model against the learned trace's and no trace's
 #   paired-rl-vs-sft-<job>.md  GRPO against the SFT model it started from
+#   paired-pure-rl.md        pure RL (the pure_rl job: GRPO straight after stage 1) against SFT → RL (the learned
+#                            job's GRPO model), where ranks-pure_rl.csv is there
 # (and .json beside each). Give the settings the runs had: DATASET [amazon2023-instruments], CONFIG_FILES [none],
 # EVAL_BATCH [4096], EXTRA [e.g. --threads=1 beside another job].
 set -euo pipefail
@@ -70,3 +72,6 @@ for job in "${jobs[@]}"; do
         compare "paired-rl-vs-sft-$job" "$job SFT,$job GRPO" "$O/ranks-$job-sft.csv" "$O/ranks-$job.csv"
     fi
 done
+if [ -f "$O/ranks-pure_rl.csv" ] && has learned; then
+    compare paired-pure-rl "SFT → GRPO (learned),pure RL" "$O/ranks-learned.csv" "$O/ranks-pure_rl.csv"
+fi

@@ -93,6 +93,21 @@ def test_paired_script_compares_the_jobs_present(tmp_path) -> None:
         assert f"| {name} |" in vs_tiger, vs_tiger
     assert (out / "paired-rl-vs-sft-learned.json").is_file() and (out / "paired-rl-vs-sft-none.json").is_file()
     assert not (out / "paired-vs-constant.md").exists() and not (out / "eval-only").exists()
+    assert not (out / "paired-pure-rl.md").exists()  # no pure_rl rank file
+
+
+def test_paired_script_compares_pure_rl_with_sft_then_rl(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "learned.json").write_text("{}")
+    for name, ranks in {"learned": [0, 3, 0, 0], "learned-sft": [0, 2, 0, 0], "pure_rl": [5, 0, 1, 0]}.items():
+        write_ranks(out / f"ranks-{name}.csv", ranks)
+    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(out)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = (out / "paired-pure-rl.md").read_text()
+    for name in ("SFT → GRPO (learned)", "pure RL"):
+        assert f"| {name} |" in table, table
 
 
 def test_paired_script_names_a_missing_folder(tmp_path) -> None:
