@@ -76,6 +76,11 @@ def write_ranks(path: Path, ranks: list[int]) -> None:
     path.write_text("user,rank\n" + "".join(f"u{i},{r}\n" for i, r in enumerate(ranks)))
 
 
+def run_paired(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(out)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
 def test_paired_script_compares_the_jobs_present(tmp_path) -> None:
     """With every rank file there, equal_budget_paired.sh only compares: TIGER and no trace, no constant job."""
     out = tmp_path / "out"
@@ -85,8 +90,7 @@ def test_paired_script_compares_the_jobs_present(tmp_path) -> None:
     for name, ranks in {"tiger": [1, 2, 0, 5], "learned": [0, 3, 0, 0], "learned-sft": [0, 2, 0, 0],
                         "none": [1, 0, 0, 4], "none-sft": [1, 0, 0, 4]}.items():
         write_ranks(out / f"ranks-{name}.csv", ranks)
-    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(out)], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = run_paired(out)
     assert done.returncode == 0, done.stdout + done.stderr
     vs_tiger = (out / "paired-vs-tiger.md").read_text()
     for name in ("TIGER", "STREAM-Rec SFT (learned)", "STREAM-Rec GRPO (learned)", "SFT (none)"):
@@ -102,8 +106,7 @@ def test_paired_script_compares_pure_rl_with_sft_then_rl(tmp_path) -> None:
     (out / "learned.json").write_text("{}")
     for name, ranks in {"learned": [0, 3, 0, 0], "learned-sft": [0, 2, 0, 0], "pure_rl": [5, 0, 1, 0]}.items():
         write_ranks(out / f"ranks-{name}.csv", ranks)
-    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(out)], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = run_paired(out)
     assert done.returncode == 0, done.stdout + done.stderr
     table = (out / "paired-pure-rl.md").read_text()
     for name in ("SFT → GRPO (learned)", "pure RL"):

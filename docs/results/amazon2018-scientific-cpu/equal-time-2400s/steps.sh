@@ -7,14 +7,15 @@ O=docs/results/amazon2018-scientific-cpu/equal-time-2400s/steps
 mkdir -p "$O"
 common=(--model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data --config_files=properties/cpu.yaml
         --eval_batch_size=512 --compare_with_pop=False --eval_only "--stages=[sft]" --checkpoint_tag=learned ${EXTRA:-})
-pairs=()
+pairs=() names=() files=()
 for k in 0 1 2 3 4 6 8; do
     python run_recbole_streamrec.py "${common[@]}" --inference_reasoning_steps=$k --result_file=$O/l$k.json > $O/l$k.log 2>&1
-    pairs+=("$k=$O/l$k.json")
+    pairs+=("$k=$O/l$k.json") names+=("l=$k") files+=("$O/l$k.json")
 done
 python run_recbole_streamrec.py "${common[@]}" --reasoning_decoding=oracle --result_file=$O/oracle.json > $O/oracle.log 2>&1
+names+=(oracle) files+=("$O/oracle.json")
 python bench/plot_steps.py --dataset amazon2018-scientific --out $O/steps.png "${pairs[@]}"
-python bench/collect_results.py --dataset amazon2018-scientific --names l=0,l=1,l=2,l=3,l=4,l=6,l=8,oracle \
+python bench/collect_results.py --dataset amazon2018-scientific --names "$(IFS=,; echo "${names[*]}")" \
     --label "The learned-trace SFT model of equal-time-2400s at l reasoning tokens at inference (trained with l = 4), and the oracle trace" \
-    $O/l0.json $O/l1.json $O/l2.json $O/l3.json $O/l4.json $O/l6.json $O/l8.json $O/oracle.json > $O/table.md
+    "${files[@]}" > $O/table.md
 cat $O/table.md
