@@ -1,6 +1,9 @@
-"""bench/equal_budget.sh: the command line each job gets (a stand-in ``python`` records it; nothing is trained)."""
+"""bench/equal_budget.sh: the command line each job gets (a stand-in ``python`` records it; nothing is trained);
+bench/equal_budget_paired.sh and bench/equal_time_summary.py on rank and result files the tests write."""
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,50 @@ def test_paired_script_names_a_missing_folder(tmp_path) -> None:
     done = subprocess.run(["bash", str(ROOT / "bench/equal_budget_paired.sh"), str(tmp_path / "nowhere")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "nowhere: no such folder" in done.stdout
+
+
+def write_folder(folder: Path, ndcg: dict, paired: dict) -> None:
+    """A bench/equal_budget.sh folder's result files: ``ndcg`` maps a job to its test NDCG@10 (STREAM-Rec jobs:
+    ``{"sft": x, "rl": y}``); ``paired`` maps a paired file to its ``(run, baseline, a, b, p)`` rows."""
+    folder.mkdir()
+    for job, value in ndcg.items():
+        if isinstance(value, dict):
+            result = {"stage_results": {stage: {"test": {"ndcg@10": v}} for stage, v in value.items()}}
+        else:
+            result = {"test_result": {"ndcg@10": value}}
+        (folder / f"{job}.json").write_text(json.dumps(result))
+    for name, rows in paired.items():
+        (folder / name).write_text(json.dumps([
+            {"run": run, "baseline": base, "metric": "ndcg@10", "a": a, "b": b, "diff": b - a, "p": p}
+            for run, base, a, b, p in rows]))
+
+
+def run_summary(*runs: tuple[str, Path]) -> subprocess.CompletedProcess:
+    args = [arg for label, folder in runs for arg in ("--run", label, str(folder))]
+    return subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_summary_says_which_target_each_folder_meets(tmp_path) -> None:
+    write_folder(tmp_path / "a", {"tiger": 0.04, "learned": {"sft": 0.03, "rl": 0.033}, "constant": {"sft": 0.025}},
+                 {"paired-vs-tiger.json": [("STREAM-Rec SFT (learned)", "TIGER", 0.04, 0.03, 0.0)],
+                  "paired-rl-vs-sft-learned.json": [("learned GRPO", "learned SFT", 0.03, 0.033, 0.2)],
+                  "paired-vs-constant.json": [("learned SFT", "constant SFT", 0.025, 0.03, 0.01),
+                                              ("no-trace SFT", "constant SFT", 0.025, 0.001, 0.0)]})
+    write_folder(tmp_path / "b", {"tiger": 0.05, "learned": {"sft": 0.05, "rl": 0.04}},
+                 {"paired-rl-vs-sft-learned.json": [("learned GRPO", "learned SFT", 0.05, 0.04, 0.0004)]})
+    done = run_summary(("short", tmp_path / "a"), ("long", tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert ("| short | 0.0400 | 0.0300 | 0.0330 | 0.0250 | — | −25.0% (p < 0.001), not met | "
+            "+10.0% (p = 0.200), met, not significant | +20.0% (p = 0.010), met |") == rows["short"]
+    assert rows["long"].endswith("| 0.0500 | 0.0500 | 0.0400 | — | — | — | −20.0% (p < 0.001), not met | — |")
+
+
+def test_summary_names_a_folder_without_results(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = run_summary(("x", tmp_path / "empty"))
+    assert done.returncode == 2 and "empty: neither tiger.json nor learned.json" in done.stderr
+    write_folder(tmp_path / "pt", {"learned": {"pretrain": 0.01}}, {})
+    done = run_summary(("y", tmp_path / "pt"))
+    assert done.returncode == 1 and "learned.json: no stage_results.sft (stages: pretrain)" in done.stderr
