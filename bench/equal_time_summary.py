@@ -13,6 +13,9 @@ the target holds:
 A job or comparison a folder lacks is ``—``. Nothing is trained or evaluated here:
 
     python bench/equal_time_summary.py --run "2400 s, seed 2020" DIR_A --run "2400 s, seed 2021" DIR_B > summary.md
+
+``--readme README.md`` also puts the table between ``<!-- equal-time-summary:begin -->`` and
+``<!-- equal-time-summary:end -->`` in that file, so the README's copy is never typed by hand.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ TARGETS = [
     ("GRPO − SFT", "paired-rl-vs-sft-learned.json", "learned GRPO", "learned SFT", 0.0),
     ("learned − constant (≥ +5%)", "paired-vs-constant.json", "learned SFT", "constant SFT", 0.05),
 ]
+README_BEGIN, README_END = "<!-- equal-time-summary:begin -->", "<!-- equal-time-summary:end -->"
 JOBS = [("TIGER", "tiger", None), ("learned SFT", "learned", "sft"), ("learned GRPO", "learned", "rl"),
         ("constant SFT", "constant", "sft"), ("no trace SFT", "none", "sft")]
 
@@ -76,21 +80,38 @@ def target_cell(folder: Path, paired_file: str, run: str, baseline: str, least: 
     return f"{relative:+.1%} ({p}), {verdict}".replace("-", "−")
 
 
-def summary(runs: list[tuple[str, Path]]) -> str:
+def summary_table(runs: list[tuple[str, Path]]) -> str:
+    """The markdown table alone: one row a folder."""
     header = ["run"] + [name for name, _, _ in JOBS] + [column for column, *_ in TARGETS]
     rows = []
     for label, folder in runs:
         values = [fmt_number(test_ndcg(folder, job, stage)) for _, job, stage in JOBS]
         rows.append([label] + values + [target_cell(folder, *target[1:]) for target in TARGETS])
+    return markdown_table(header, rows, "l" + "r" * len(JOBS) + "l" * len(TARGETS))
+
+
+def summary(runs: list[tuple[str, Path]]) -> str:
     return (f"Test NDCG@10 of each job, and issue 12's targets as paired differences over the test users "
             f"(relative to the baseline; bootstrap p from bench/equal_budget_paired.sh).\n\n"
-            + markdown_table(header, rows, "l" + "r" * len(JOBS) + "l" * len(TARGETS)) + "\n")
+            + summary_table(runs) + "\n")
+
+
+def replace_readme_block(readme: Path, table: str) -> None:
+    """Put ``table`` between the README's summary markers; a file without both markers is a one-line error."""
+    text = readme.read_text(encoding="utf-8")
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{readme}: no {README_BEGIN} … {README_END} block to replace")
+    head = text[: begin + len(README_BEGIN)]
+    readme.write_text(f"{head}\n{table.rstrip()}\n{text[end:]}", encoding="utf-8")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", nargs=2, action="append", metavar=("LABEL", "DIR"), required=True,
                         help="a row: its label and a bench/equal_budget.sh folder (repeat for more rows)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help=f"also replace the table between {README_BEGIN} and {README_END} in this file")
     args = parser.parse_args(argv)
     runs = []
     for label, folder in args.run:
@@ -99,6 +120,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"{folder}: neither tiger.json nor learned.json (not a bench/equal_budget.sh folder)")
         runs.append((label, path))
     sys.stdout.write(summary(runs))
+    if args.readme is not None:
+        replace_readme_block(args.readme, summary_table(runs))
     return 0
 
 

@@ -1,5 +1,6 @@
-"""bench/equal_budget.sh: the command line each job gets (a stand-in ``python`` records it; nothing is trained);
-bench/equal_budget_paired.sh and bench/equal_time_summary.py on rank and result files the tests write."""
+"""bench/equal_budget.sh and bench/grpo_rewards.sh: the command line each job gets (a stand-in ``python`` records
+it; nothing is trained); bench/equal_budget_paired.sh and bench/equal_time_summary.py on rank and result files the
+tests write."""
 import json
 import os
 import subprocess
@@ -167,3 +168,79 @@ def test_summary_names_a_folder_without_results(tmp_path) -> None:
     write_folder(tmp_path / "pt", {"learned": {"pretrain": 0.01}}, {})
     done = run_summary(("y", tmp_path / "pt"))
     assert done.returncode == 1 and "learned.json: no stage_results.sft (stages: pretrain)" in done.stderr
+
+
+def run_grpo_rewards(tmp_path: Path, run_dir: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """bench/grpo_rewards.sh with a ``python`` that only records its arguments (nothing is trained)."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DATASET": DATASET, "SEED": "7"}
+    done = subprocess.run(["bash", str(ROOT / "bench/grpo_rewards.sh"), str(run_dir), "data"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.fixture
+def learned_sft():
+    """Empty stand-ins for the SFT files a ``learned`` job of DATASET leaves in the repository's saved/."""
+    saved = ROOT / "saved"
+    saved.mkdir(exist_ok=True)
+    files = [saved / f"STREAMRec-{DATASET}-learned-{part}.pth" for part in ("sft", "pi_ref")]
+    for file in files:
+        file.write_bytes(b"")
+    yield
+    for file in files:
+        file.unlink()
+
+
+def test_grpo_rewards_runs_both_reward_sets_from_the_sft_model(tmp_path, learned_sft) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_ranks(run_dir / "ranks-learned-sft.csv", [0, 1])
+    done, calls = run_grpo_rewards(tmp_path, run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    paper, = [c for c in calls if "grpo-rewards/paper.json" in c]
+    ablation, = [c for c in calls if "grpo-rewards/no-thinking-likelihood.json" in c]
+    for line in (paper, ablation):
+        assert "--stages=[rl]" in line and "--seed=7" in line, line
+        assert f"--init_checkpoint=saved/STREAMRec-{DATASET}-learned-sft.pth" in line
+        assert f"--reference_checkpoint=saved/STREAMRec-{DATASET}-learned-pi_ref.pth" in line
+    assert "reward_thinking_likelihood_weight" not in paper
+    assert "--reward_thinking_likelihood_weight=0" in ablation
+    bootstrap, = [c for c in calls if c.startswith("bench/paired_bootstrap.py")]
+    assert f"{run_dir}/ranks-learned-sft.csv" in bootstrap and "grpo-rewards/ranks-paper.csv" in bootstrap
+
+
+def test_grpo_rewards_without_the_sft_model_stops_before_anything_runs(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    done, calls = run_grpo_rewards(tmp_path, run_dir)
+    assert done.returncode == 2
+    assert f"missing saved/STREAMRec-{DATASET}-learned-sft.pth" in done.stderr
+    assert calls == []
+
+
+def test_summary_rewrites_the_readme_copy_of_its_table(tmp_path) -> None:
+    write_folder(tmp_path / "a", {"tiger": 0.04, "learned": {"sft": 0.03, "rl": 0.02}}, {})
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- equal-time-summary:begin -->\n| stale |\n<!-- equal-time-summary:end -->\noutro\n")
+    done = subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), "--run", "x", str(tmp_path / "a"),
+                           "--readme", str(readme)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert "| stale |" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "| x | 0.0400 | 0.0300 |" in text
+    readme.write_text("no markers\n")
+    done = subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), "--run", "x", str(tmp_path / "a"),
+                           "--readme", str(readme)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "README.md: no <!-- equal-time-summary:begin -->" in done.stderr
+
+
+def test_the_readme_summary_is_the_committed_one() -> None:
+    """README.md's table is summary.md's (summary.sh writes both); a hand edit of either fails here."""
+    summary = (ROOT / "docs/results/amazon2018-scientific-cpu/equal-time-summary/summary.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- equal-time-summary:begin -->\n")[1].split("\n<!-- equal-time-summary:end -->")[0]
+    assert block == "\n".join(line for line in summary.splitlines() if line.startswith("|"))
