@@ -9,11 +9,12 @@
 # run's recipe (CPU-preset T5, batch 256, lr 3e-3, the decay ending with the budget):
 #   paper                    the paper's five rewards
 #   no-thinking-likelihood   the same with reward_thinking_likelihood_weight 0
-# then a paired bootstrap of both against the SFT model. Writes RUN_DIR/grpo-rewards/: <name>.log, <name>.json,
+# then a paired bootstrap of both against the SFT model. Writes RUN_DIR/<SUBDIR>/: <name>.log, <name>.json,
 # ranks-<name>.csv, paired.md, paired.json.
 #
 # Environment (defaults in brackets): DATASET [amazon2018-scientific]; SEED [2020], the run's seed (it is in the
-# semantic-ID cache key, so evaluation needs the run's own); RL_BUDGET [240] seconds of GRPO training; TAG [learned].
+# semantic-ID cache key, so evaluation needs the run's own); RL_BUDGET [240] seconds of GRPO training; TAG [learned];
+# SUBDIR [grpo-rewards] the output folder inside RUN_DIR (another budget: another folder).
 set -uo pipefail
 
 RUN=${1:?usage: bash bench/grpo_rewards.sh RUN_DIR [DATA_PATH]}
@@ -22,8 +23,9 @@ DATASET=${DATASET:-amazon2018-scientific}
 SEED=${SEED:-2020}
 RL_BUDGET=${RL_BUDGET:-240}
 TAG=${TAG:-learned}
+SUBDIR=${SUBDIR:-grpo-rewards}
 RUN=$(cd "$RUN" && pwd)
-G=$RUN/grpo-rewards
+G=$RUN/$SUBDIR
 mkdir -p "$G"
 cd "$(dirname "$0")/.."
 S=saved/STREAMRec-$DATASET-$TAG
@@ -38,7 +40,7 @@ common=(--model=STREAMRec --dataset="$DATASET" --data_path="$DATA" --config_file
         --init_checkpoint="$S-sft.pth" --reference_checkpoint="$S-pi_ref.pth")
 run() {  # name, then its own arguments
     local name=$1; shift
-    OMP_NUM_THREADS=1 python run_recbole_streamrec.py "${common[@]}" "$@" --checkpoint_tag="grpo-$name" \
+    OMP_NUM_THREADS=1 python run_recbole_streamrec.py "${common[@]}" "$@" --checkpoint_tag="$SUBDIR-$name" \
         --rank_file="$G/ranks-$name.csv" --result_file="$G/$name.json" > "$G/$name.log" 2>&1
     echo "[grpo_rewards] $name finished (exit $?)"
 }

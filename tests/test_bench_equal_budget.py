@@ -13,16 +13,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASET = "equal-budget-test"  # no real dataset has this name: the stage-1 files below are this test's own
 
 
-def run_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run the script with ``env`` and a ``python`` that only appends its arguments to a file."""
+def run_with_stand_in_python(tmp_path: Path, script: str, out: Path, **env: str
+                             ) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run ``bench/<script> OUT data`` with ``env`` and a ``python`` that only appends its arguments to a file."""
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
     (bin_dir / "python").chmod(0o755)
-    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DATASET": DATASET, "BUDGET": "100", **env}
-    done = subprocess.run(["bash", str(ROOT / "bench/equal_budget.sh"), str(tmp_path / "out"), "data"],
+    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DATASET": DATASET, **env}
+    done = subprocess.run(["bash", str(ROOT / "bench" / script), str(out), "data"],
                           env=full_env, capture_output=True, text=True, timeout=60)
     return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def run_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    return run_with_stand_in_python(tmp_path, "equal_budget.sh", tmp_path / "out", BUDGET="100", **env)
 
 
 def job_call(calls: list[str], job: str) -> str:
@@ -37,17 +42,22 @@ def test_jobs_train_their_own_stage_1_by_default(tmp_path) -> None:
     assert "--stages=[pretrain,rl]" in job_call(calls, "pure_rl")
 
 
-@pytest.fixture
-def learned_stage_1():
-    """Empty stand-ins for the stage-1 files a ``learned`` job of DATASET leaves in the repository's saved/."""
+def stand_in_checkpoints(*parts: str):
+    """Empty stand-ins for the files a ``learned`` job of DATASET leaves in the repository's saved/ (a generator
+    for a fixture: the files exist until it resumes)."""
     saved = ROOT / "saved"
     saved.mkdir(exist_ok=True)
-    files = [saved / f"STREAMRec-{DATASET}-learned-{part}.pth" for part in ("pretrain", "pi_ref")]
+    files = [saved / f"STREAMRec-{DATASET}-learned-{part}.pth" for part in parts]
     for file in files:
         file.write_bytes(b"")
     yield
     for file in files:
         file.unlink()
+
+
+@pytest.fixture
+def learned_stage_1():
+    yield from stand_in_checkpoints("pretrain", "pi_ref")
 
 
 def test_from_pt_starts_the_ablations_from_an_earlier_stage_1(tmp_path, learned_stage_1) -> None:
@@ -170,47 +180,31 @@ def test_summary_names_a_folder_without_results(tmp_path) -> None:
     assert done.returncode == 1 and "learned.json: no stage_results.sft (stages: pretrain)" in done.stderr
 
 
-def run_grpo_rewards(tmp_path: Path, run_dir: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """bench/grpo_rewards.sh with a ``python`` that only records its arguments (nothing is trained)."""
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
-    (bin_dir / "python").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DATASET": DATASET, "SEED": "7"}
-    done = subprocess.run(["bash", str(ROOT / "bench/grpo_rewards.sh"), str(run_dir), "data"], env=env,
-                          capture_output=True, text=True, timeout=60)
-    return done, calls.read_text().splitlines() if calls.exists() else []
+def run_grpo_rewards(tmp_path: Path, run_dir: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    return run_with_stand_in_python(tmp_path, "grpo_rewards.sh", run_dir, SEED="7", **env)
 
 
 @pytest.fixture
 def learned_sft():
-    """Empty stand-ins for the SFT files a ``learned`` job of DATASET leaves in the repository's saved/."""
-    saved = ROOT / "saved"
-    saved.mkdir(exist_ok=True)
-    files = [saved / f"STREAMRec-{DATASET}-learned-{part}.pth" for part in ("sft", "pi_ref")]
-    for file in files:
-        file.write_bytes(b"")
-    yield
-    for file in files:
-        file.unlink()
+    yield from stand_in_checkpoints("sft", "pi_ref")
 
 
 def test_grpo_rewards_runs_both_reward_sets_from_the_sft_model(tmp_path, learned_sft) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_ranks(run_dir / "ranks-learned-sft.csv", [0, 1])
-    done, calls = run_grpo_rewards(tmp_path, run_dir)
+    done, calls = run_grpo_rewards(tmp_path, run_dir, RL_BUDGET="720", SUBDIR="longer")
     assert done.returncode == 0, done.stdout + done.stderr
-    paper, = [c for c in calls if "grpo-rewards/paper.json" in c]
-    ablation, = [c for c in calls if "grpo-rewards/no-thinking-likelihood.json" in c]
+    paper, = [c for c in calls if "longer/paper.json" in c]
+    ablation, = [c for c in calls if "longer/no-thinking-likelihood.json" in c]
     for line in (paper, ablation):
-        assert "--stages=[rl]" in line and "--seed=7" in line, line
+        assert "--stages=[rl]" in line and "--seed=7" in line and "--rl_time_budget=720" in line, line
         assert f"--init_checkpoint=saved/STREAMRec-{DATASET}-learned-sft.pth" in line
         assert f"--reference_checkpoint=saved/STREAMRec-{DATASET}-learned-pi_ref.pth" in line
     assert "reward_thinking_likelihood_weight" not in paper
     assert "--reward_thinking_likelihood_weight=0" in ablation
     bootstrap, = [c for c in calls if c.startswith("bench/paired_bootstrap.py")]
-    assert f"{run_dir}/ranks-learned-sft.csv" in bootstrap and "grpo-rewards/ranks-paper.csv" in bootstrap
+    assert f"{run_dir}/ranks-learned-sft.csv" in bootstrap and "longer/ranks-paper.csv" in bootstrap
 
 
 def test_grpo_rewards_without_the_sft_model_stops_before_anything_runs(tmp_path) -> None:

@@ -397,6 +397,7 @@ class RecipeMixin:
         horizon = (f"the time budget ({r.time_budget:g}s of training)" if r.decay_horizon == "budget"
                    else f"{r.decay_epochs or self.epochs} epochs")
         budget = f", time budget {r.time_budget:g}s of training" if r.time_budget is not None else ""
-        getLogger().info(f"recipe{label}: lr schedule {r.schedule}, warm-up {r.warmup_steps} steps, decay over "
-                         f"{horizon} to {r.min_ratio:g}×lr, weight decay {r.weight_decay:g}, "
+        decay = "no decay" if r.schedule == "constant" else f"decay over {horizon} to {r.min_ratio:g}×lr"
+        getLogger().info(f"recipe{label}: lr schedule {r.schedule}, warm-up {r.warmup_steps} steps, {decay}, "
+                         f"weight decay {r.weight_decay:g}, "
                          f"early stopping: {stopping_line(self.config['stopping_delta'])}{budget}")
