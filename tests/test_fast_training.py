@@ -318,3 +318,15 @@ def test_budget_horizon_decays_the_learning_rate_with_the_training_clock(make_co
 def test_a_spent_budget_validates_its_epoch_whatever_eval_step_says(make_config, tiny_data) -> None:
     trainer = fit_tiger(make_config, tiny_data, epochs=5, eval_step=100, time_budget=1e-6, checkpoint_tag="budget-ev")
     assert len(trainer.train_loss_dict) == 1 and trainer.best_valid_result is not None
+
+
+@pytest.mark.parametrize("schedule, says", [("constant", "no decay"), ("cosine", "decay over the time budget (60s")])
+def test_the_logged_recipe_says_whether_the_rate_decays(schedule, says, caplog) -> None:
+    """A constant rate logs "no decay", not the decay horizon it ignores (lr_factor is 1 after the warm-up)."""
+    stage = type("Stage", (), {"recipe": Recipe(schedule=schedule, time_budget=60.0, decay_horizon="budget"),
+                               "epochs": 5, "config": {"stopping_delta": None}})()
+    with caplog.at_level("INFO"):
+        recipe.RecipeMixin.log_recipe(stage, " (rl)")
+    line = caplog.records[-1].getMessage()
+    assert line.startswith(f"recipe (rl): lr schedule {schedule}") and says in line, line
+    assert ("decay over" in line) == (schedule != "constant")
