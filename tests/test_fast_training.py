@@ -327,6 +327,6 @@ def test_the_logged_recipe_says_whether_the_rate_decays(schedule, says, caplog) 
                                "epochs": 5, "config": {"stopping_delta": None}})()
     with caplog.at_level("INFO"):
         recipe.RecipeMixin.log_recipe(stage, " (rl)")
-    line = caplog.records[-1].getMessage()
+    line, = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recipe (rl):")]
     assert line.startswith(f"recipe (rl): lr schedule {schedule}") and says in line, line
     assert ("decay over" in line) == (schedule != "constant")
