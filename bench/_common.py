@@ -101,6 +101,15 @@ def machine_line(info: dict[str, Any]) -> str:
     return f"{info['cpu']} ({info['cores']} cores){gpu}, torch {info['torch']}, Python {info['python']}"
 
 
+def replace_marked_block(text: str, begin: str, end: str, new: str, path: Any) -> str:
+    """``text`` with its one ``begin`` … ``end`` block (the markers included) replaced by ``new``; a text without
+    exactly one of each marker, in that order, exits with a one-line error naming ``path``."""
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(end) < text.index(begin):
+        sys.exit(f"{path}: no {begin} … {end} block to replace (expected exactly one)")
+    head, rest = text.split(begin)
+    return head + new + rest.split(end, 1)[1]
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Optional[str] = None) -> str:
     """A GitHub markdown table; ``align`` is one character per column (``l`` or ``r``), default all left."""
     align = align or "l" * len(header)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_number, markdown_table  # noqa: E402
+from _common import fmt_number, markdown_table, replace_marked_block  # noqa: E402
 
 METRIC = "ndcg@10"
 # (column, paired file, run name, baseline name, smallest relative difference that meets the target)
@@ -97,13 +97,10 @@ def summary(runs: list[tuple[str, Path]]) -> str:
 
 
 def replace_readme_block(readme: Path, table: str) -> None:
-    """Put ``table`` between the README's summary markers; a file without both markers is a one-line error."""
-    text = readme.read_text(encoding="utf-8")
-    begin, end = text.find(README_BEGIN), text.find(README_END)
-    if begin < 0 or end < begin:
-        raise SystemExit(f"{readme}: no {README_BEGIN} … {README_END} block to replace")
-    head = text[: begin + len(README_BEGIN)]
-    readme.write_text(f"{head}\n{table.rstrip()}\n{text[end:]}", encoding="utf-8")
+    """Put ``table`` between the README's summary markers (a file without them is a one-line error)."""
+    block = f"{README_BEGIN}\n{table.rstrip()}\n{README_END}"
+    readme.write_text(replace_marked_block(readme.read_text(encoding="utf-8"), README_BEGIN, README_END, block, readme),
+                      encoding="utf-8")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

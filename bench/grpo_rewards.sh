@@ -6,7 +6,7 @@
 # RUN_DIR is a bench/equal_budget.sh folder whose `learned` job left its checkpoints in saved/
 # (saved/STREAMRec-<DATASET>-<TAG>-sft.pth and -pi_ref.pth) and its SFT rank file (RUN_DIR/ranks-learned-sft.csv,
 # from bench/equal_budget_paired.sh). Two GRPO runs from that SFT model, side by side, one thread each, with the
-# run's recipe (CPU-preset T5, batch 256, lr 3e-3, the decay ending with the budget):
+# settings of the committed equal-time runs (CPU-preset T5, batch 256; GRPO at its own constant rl_learning_rate):
 #   paper                    the paper's five rewards
 #   no-thinking-likelihood   the same with reward_thinking_likelihood_weight 0
 # then a paired bootstrap of both against the SFT model. Writes RUN_DIR/<SUBDIR>/: <name>.log, <name>.json,

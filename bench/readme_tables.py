@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PAPER_COLUMN, PAPER_TABLE2, ROOT, fmt_number, fmt_seconds, markdown_table  # noqa: E402
+from _common import (  # noqa: E402
+    PAPER_COLUMN, PAPER_TABLE2, ROOT, fmt_number, fmt_seconds, markdown_table, replace_marked_block,
+)
 
 BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 FOLDER_LINE = re.compile(r"^<!-- table2:folder (\S+) -->$", re.M)
@@ -73,13 +75,6 @@ def block(folders: list[Path]) -> str:
     return "\n".join(parts + ["", END])
 
 
-def replace_block(readme: str, new: str, path: Path) -> str:
-    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
-        sys.exit(f"{path}: expected one {BEGIN} … {END} block")
-    head, rest = readme.split(BEGIN)
-    return head + new + rest.split(END, 1)[1]
-
-
 def current_folders(readme: str) -> list[Path]:
     inside = readme.split(BEGIN, 1)[1].split(END, 1)[0] if BEGIN in readme else ""
     return [ROOT / p for p in FOLDER_LINE.findall(inside)]
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     readme = args.readme.read_text()
     folders = args.folders or current_folders(readme)
-    updated = replace_block(readme, block(folders), args.readme)
+    updated = replace_marked_block(readme, BEGIN, END, block(folders), args.readme)
     if args.check:
         if updated != readme:
             print(f"{args.readme} is out of date: run python bench/readme_tables.py", file=sys.stderr)

@@ -149,10 +149,10 @@ def write_folder(folder: Path, ndcg: dict, paired: dict) -> None:
             for run, base, a, b, p in rows]))
 
 
-def run_summary(*runs: tuple[str, Path]) -> subprocess.CompletedProcess:
+def run_summary(*runs: tuple[str, Path], extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     args = [arg for label, folder in runs for arg in ("--run", label, str(folder))]
-    return subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), *args, *extra],
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_summary_says_which_target_each_folder_meets(tmp_path) -> None:
@@ -220,15 +220,13 @@ def test_summary_rewrites_the_readme_copy_of_its_table(tmp_path) -> None:
     write_folder(tmp_path / "a", {"tiger": 0.04, "learned": {"sft": 0.03, "rl": 0.02}}, {})
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- equal-time-summary:begin -->\n| stale |\n<!-- equal-time-summary:end -->\noutro\n")
-    done = subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), "--run", "x", str(tmp_path / "a"),
-                           "--readme", str(readme)], capture_output=True, text=True, timeout=60)
+    done = run_summary(("x", tmp_path / "a"), extra=("--readme", str(readme)))
     assert done.returncode == 0, done.stderr
     text = readme.read_text()
     assert "| stale |" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| x | 0.0400 | 0.0300 |" in text
     readme.write_text("no markers\n")
-    done = subprocess.run([sys.executable, str(ROOT / "bench/equal_time_summary.py"), "--run", "x", str(tmp_path / "a"),
-                           "--readme", str(readme)], capture_output=True, text=True, timeout=60)
+    done = run_summary(("x", tmp_path / "a"), extra=("--readme", str(readme)))
     assert done.returncode == 1 and "README.md: no <!-- equal-time-summary:begin -->" in done.stderr
 
 
