@@ -31,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--result_file", default=None, help="also write the results as JSON to this path")
     parser.add_argument("--rank_file", default=None,
                         help="also write each test user's rank of the held-out item to this CSV (bench/paired_bootstrap.py)")
+    parser.add_argument("--valid_rank_file", default=None,
+                        help="the same for each validation user (of the best checkpoint)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error too")
     return parser.parse_known_args(argv)[0]
 
@@ -49,13 +51,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     ``sys.argv[1:]``); RecBole's Config reads the ``--key=value`` overrides from ``sys.argv`` itself."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     files = args.config_files.replace(",", " ").split() if args.config_files else None
-    for flag, path in (("--result_file", args.result_file), ("--rank_file", args.rank_file)):
+    for flag, path in (("--result_file", args.result_file), ("--rank_file", args.rank_file),
+                       ("--valid_rank_file", args.valid_rank_file)):
         if path and not os.path.isdir(os.path.dirname(path) or "."):  # refused now, not after the training
             print(f"error: {flag}={path}: the folder {os.path.dirname(path)} does not exist", file=sys.stderr)
             return 2
     try:
         result = run(args.model, args.dataset, config_file_list=files, resume=args.resume, eval_only=args.eval_only,
-                     rank_file=args.rank_file)
+                     rank_file=args.rank_file, valid_rank_file=args.valid_rank_file)
     except UserError as err:
         if args.debug:
             raise

@@ -24,7 +24,7 @@ PROPERTIES_DIR = Path(__file__).resolve().parent.parent / "properties"
 
 # Flags of run_recbole_streamrec.py that are not config keys: RecBole would warn that it "will not use" them.
 RUN_SWITCHES = ("--resume", "--eval_only", "--debug")
-RUN_OPTIONS = ("--config_files", "--result_file", "--rank_file")  # --key=value, read by the run script only
+RUN_OPTIONS = ("--config_files", "--result_file", "--rank_file", "--valid_rank_file")  # --key=value, read by the run script only
 RUN_SHORT_OPTIONS = ("-m", "-d")  # -m NAME / -d NAME (argparse's short forms of --model / --dataset)
 # Keys that hold lists even when no YAML default says so (any key whose default is a list is one too).
 LIST_KEYS = ("stages", "metrics", "topk", "rqvae_hidden_dims")

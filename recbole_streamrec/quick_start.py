@@ -51,22 +51,26 @@ def run(
     resume: bool = False,
     eval_only: bool = False,
     rank_file: Optional[str] = None,
+    valid_rank_file: Optional[str] = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` and evaluate it; returns the valid/test results (and per-stage ones).
 
     ``eval_only`` skips training and evaluates the run's best checkpoint as it stands (e.g. of a run that
     is still going or was stopped). ``rank_file``: also write each test user's rank of the held-out item there
-    (:mod:`recbole_streamrec.user_ranks`; one process only). With ``nproc`` > 1 it starts one process per rank
+    (:mod:`recbole_streamrec.user_ranks`; one process only); ``valid_rank_file``: the same for the validation
+    item, from the best checkpoint. With ``nproc`` > 1 it starts one process per rank
     and returns rank 0's results; in a rank other than 0 (under ``torchrun``) it returns None.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    if rank_file and ((config["nproc"] or 1) > 1 or not config["single_spec"]):
-        raise UserError("--rank_file: needs a one-process run (not nproc > 1 or torchrun)")
+    for flag, path in (("--rank_file", rank_file), ("--valid_rank_file", valid_rank_file)):
+        if path and ((config["nproc"] or 1) > 1 or not config["single_spec"]):
+            raise UserError(f"{flag}: needs a one-process run (not nproc > 1 or torchrun)")
     if (config["nproc"] or 1) > 1 and config["single_spec"]:  # the launching process: one worker per rank
         return launch(config, dict(model=model, dataset=dataset, config_file_list=config_file_list,
                                    config_dict=config_dict, saved=saved, resume=resume, eval_only=eval_only))
     try:
-        result = run_config(config, saved=saved, resume=resume, eval_only=eval_only, rank_file=rank_file)
+        result = run_config(config, saved=saved, resume=resume, eval_only=eval_only, rank_file=rank_file,
+                            valid_rank_file=valid_rank_file)
     except BaseException:
         if is_distributed():
             torch.distributed.destroy_process_group()
@@ -117,7 +121,7 @@ def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
 
 
 def run_config(config: Config, saved: bool = True, resume: bool = False, eval_only: bool = False,
-               rank_file: Optional[str] = None) -> dict[str, Any]:
+               rank_file: Optional[str] = None, valid_rank_file: Optional[str] = None) -> dict[str, Any]:
     """:func:`run` for a built ``config`` in this process (one rank of a data-parallel run, or the only one)."""
     init_seed(config["seed"], config["reproducibility"])
     if is_main():
@@ -136,7 +140,9 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
         logger.info(apply_precision(config))
     _, train_data, valid_data, test_data = load_data(config)
     if rank_file:
-        check_one_row_per_user(test_data)
+        check_one_row_per_user(test_data, "--rank_file")
+    if valid_rank_file:
+        check_one_row_per_user(valid_data, "--valid_rank_file")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -152,7 +158,7 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
             logger.warning(f"--resume: no checkpoint at {resume_file}; starting from scratch")
 
     recorder = None
-    if rank_file:
+    if rank_file or valid_rank_file:
         recorder = trainer.evaluator = TopkRecorder(trainer.evaluator)
     if eval_only:
         best_valid_result = trainer.evaluate(valid_data, load_best_model=True, show_progress=config["show_progress"])
@@ -163,12 +169,17 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
             train_data, valid_data, saved=saved, show_progress=config["show_progress"]
         )
         train_seconds = time.time() - start
+        if valid_rank_file:  # the ranks of the checkpoint that is tested, not of the last epoch
+            trainer.evaluate(valid_data, load_best_model=saved, show_progress=config["show_progress"])
+    if valid_rank_file:
+        users = write_ranks(valid_rank_file, valid_data, recorder.topk)
+        logger.info(f"each validation user's rank of the held-out item: {valid_rank_file} ({users} users)")
     finished = getattr(trainer, "stage_results", {}).get(getattr(trainer, "stage", None), {})
-    if not eval_only and saved and "test" in finished and recorder is None:  # tested with its last stage
+    if not eval_only and saved and "test" in finished and not rank_file:  # tested with its last stage
         test_result = finished["test"]
     else:
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    if recorder is not None:
+    if rank_file:
         users = write_ranks(rank_file, test_data, recorder.topk)
         logger.info(f"each test user's rank of the held-out item: {rank_file} ({users} users)")
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")

@@ -1,4 +1,5 @@
-"""Each test user's rank of the held-out item, for paired comparisons of two runs (``--rank_file``).
+"""Each user's rank of the held-out item, for paired comparisons of two runs (``--rank_file`` for the test
+split, ``--valid_rank_file`` for the validation split).
 
 RecBole reports a metric's mean over the test users. Two models evaluated on the same users can be compared
 user by user (``bench/paired_bootstrap.py``), which separates a real difference from the sampling error of one
@@ -40,21 +41,23 @@ def ranks_from_topk(topk: Tensor) -> Tensor:
     return torch.where(hits.any(dim=1), first, torch.zeros_like(first))
 
 
-def check_one_row_per_user(test_data) -> None:
-    """``--rank_file`` needs one test row per user (leave-one-out): a one-line error before any training."""
-    dataset = test_data._dataset
+def check_one_row_per_user(data, flag: str = "--rank_file") -> None:
+    """A rank file needs one row per user in its split (leave-one-out): a one-line error before any training."""
+    dataset = data._dataset
     rows, users = len(dataset.inter_feat), len(torch.unique(dataset.inter_feat[dataset.uid_field]))
     if rows != users:
-        raise UserError(f"--rank_file: the test split of {dataset.dataset_name} has {rows} rows for {users} users; "
+        split = "validation" if flag == "--valid_rank_file" else "test"
+        raise UserError(f"{flag}: the {split} split of {dataset.dataset_name} has {rows} rows for {users} users; "
                         "it needs one row per user (leave-one-out, full ranking)")
 
 
-def write_ranks(path: str, test_data, topk: Tensor) -> int:
-    """Write ``user,rank`` rows for the users of ``test_data`` (in its row order); returns the number of rows."""
-    dataset = test_data._dataset
+def write_ranks(path: str, data, topk: Tensor) -> int:
+    """Write ``user,rank`` rows for the users of an evaluation split ``data`` (in its row order); returns the
+    number of rows."""
+    dataset = data._dataset
     users = dataset.inter_feat[dataset.uid_field]
     if len(users) != topk.shape[0]:
-        raise ValueError(f"--rank_file: {topk.shape[0]} evaluated users but {len(users)} test rows; "
+        raise ValueError(f"rank file {path}: {topk.shape[0]} evaluated users but {len(users)} rows in the split; "
                          "it needs one row per user (leave-one-out, full ranking)")
     tokens = dataset.id2token(dataset.uid_field, users.numpy())
     ranks = ranks_from_topk(topk).tolist()

@@ -201,7 +201,7 @@ def test_run_script_prints_one_line_and_debug_keeps_traceback(script, root: Path
         script.main()
 
 
-@pytest.mark.parametrize("flag", ["--result_file", "--rank_file"])
+@pytest.mark.parametrize("flag", ["--result_file", "--rank_file", "--valid_rank_file"])
 def test_an_output_file_in_a_missing_folder_is_refused_before_the_run(script, monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture, flag: str) -> None:
     argv(monkeypatch, "--model=SASRec", f"{flag}=no/such/folder/out")

@@ -38,25 +38,35 @@ def test_ranks_from_topk_worked_by_hand() -> None:
     assert ranks_from_topk(topk).tolist() == [3, 1, 0, 4]
 
 
-def test_a_runs_rank_file_gives_back_its_test_metrics(run_overrides, tmp_path) -> None:
-    path = tmp_path / "ranks.csv"
-    result = run("SASRec", DATASET, config_dict=run_overrides("SASRec", epochs=3), rank_file=str(path))
+def assert_ranks_give(path: Path, metrics: dict) -> np.ndarray:
+    """The rank file's per-user NDCG@k and Recall@k average to the run's reported ``metrics``."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     ranks = np.array([int(r["rank"]) for r in rows])
     assert len({r["user"] for r in rows}) == len(rows) > 0
     assert (ranks > 0).any(), "the check below needs some hits"
-    test = {k: float(v) for k, v in dict(result["test_result"]).items()}
+    metrics = {k: float(v) for k, v in dict(metrics).items()}
     for k in (5, 10):
         hit = (ranks >= 1) & (ranks <= k)
         ndcg = np.where(hit, 1 / np.log2(np.maximum(ranks, 1) + 1), 0.0)
-        assert ndcg.mean() == pytest.approx(test[f"ndcg@{k}"], abs=1e-4)  # RecBole rounds to 4 places
-        assert hit.mean() == pytest.approx(test[f"recall@{k}"], abs=1e-4)
+        assert ndcg.mean() == pytest.approx(metrics[f"ndcg@{k}"], abs=1e-4)  # RecBole rounds to 4 places
+        assert hit.mean() == pytest.approx(metrics[f"recall@{k}"], abs=1e-4)
+    return ranks
 
 
-def test_a_rank_file_needs_one_process(run_overrides, tmp_path) -> None:
-    with pytest.raises(UserError, match="--rank_file: needs a one-process run"):
-        run("SASRec", DATASET, config_dict=run_overrides("SASRec", nproc=2), rank_file=str(tmp_path / "r.csv"))
+def test_a_runs_rank_files_give_back_its_test_and_validation_metrics(run_overrides, tmp_path) -> None:
+    test_path, valid_path = tmp_path / "ranks.csv", tmp_path / "valid-ranks.csv"
+    result = run("SASRec", DATASET, config_dict=run_overrides("SASRec", epochs=3), rank_file=str(test_path),
+                 valid_rank_file=str(valid_path))
+    test = assert_ranks_give(test_path, result["test_result"])
+    valid = assert_ranks_give(valid_path, result["valid_result"])
+    assert not np.array_equal(test, valid)  # two splits, two files
+
+
+@pytest.mark.parametrize("flag", ["rank_file", "valid_rank_file"])
+def test_a_rank_file_needs_one_process(run_overrides, tmp_path, flag: str) -> None:
+    with pytest.raises(UserError, match=f"--{flag}: needs a one-process run"):
+        run("SASRec", DATASET, config_dict=run_overrides("SASRec", nproc=2), **{flag: str(tmp_path / "r.csv")})
 
 
 def test_paired_bootstrap_sees_a_real_difference_and_no_difference(paired, tmp_path) -> None:
@@ -94,3 +104,34 @@ def test_by_rank_counts_the_users_at_each_rank(paired, tmp_path) -> None:
     lines = paired.by_rank([paired.read_ranks(a), paired.read_ranks(b)], ["A", "B"]).splitlines()
     assert lines[2] == "| run | 1 | 2 | 3 | in the top-K |"
     assert lines[4:] == ["| A | 2 | 0 | 1 | 3 |", "| B | 0 | 2 | 1 | 3 |"]
+
+
+@pytest.fixture(scope="module")
+def breakdown():
+    yield from bench_script("split_breakdown")
+
+
+def test_split_breakdown_rebuilds_the_split_and_groups_users(breakdown, tmp_path) -> None:
+    # u1: 5 items (a b c | d valid | e test); u2: 6 items, its last two out of time order in the file
+    inter = tmp_path / "d.inter"
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                     + "".join(f"u1\t{item}\t{t}\n" for t, item in enumerate("abcde"))
+                     + "u2\ta\t0\nu2\tb\t1\nu2\tc\t2\nu2\tf\t3\nu2\tg\t5\nu2\ta\t4\n")
+    split = breakdown.read_split(str(inter))
+    assert split["users"] == {"u1": {"valid": "d", "test": "e", "length": 5},
+                              "u2": {"valid": "a", "test": "g", "length": 6}}
+    assert split["popularity"] == {"a": 2, "b": 2, "c": 2, "f": 1}  # training part only
+    runs = {"A": ({"u1": 1, "u2": 0}, {"u1": 0, "u2": 3})}
+    result = breakdown.breakdown(split, runs)["runs"]["A"]
+    assert result["all"] == {"valid": 0.5, "test": pytest.approx(0.5 / np.log2(4))}
+    assert result["length"]["5"] == {"valid_users": 1, "valid": 1.0, "valid_share": 1.0,
+                                     "test_users": 1, "test": 0.0, "test_share": 0.0}
+    assert result["length"]["6"]["test_share"] == 1.0
+    # validation targets: d (0 training interactions) and a (2); test targets: e (0) and g (0)
+    assert result["popularity"]["0–2"]["valid_users"] == 2 and result["popularity"]["0–2"]["test_users"] == 2
+    table = breakdown.markdown(breakdown.breakdown(split, runs))
+    assert "| A | 0.5000 | 0.2500 | 0.50 |" in table
+    with pytest.raises(SystemExit, match="run B: its rank files and the .inter file disagree on 1 users"):
+        breakdown.breakdown(split, {"B": ({"u1": 1}, {"u1": 0, "u2": 3})})
+    with pytest.raises(SystemExit, match="expected NAME=VALID_RANKS.csv,TEST_RANKS.csv"):
+        breakdown.parse_run("A=only-one.csv")

@@ -1,0 +1,173 @@
+"""Where does a run lose between the validation and the test split? NDCG@10 of both splits, by user group.
+
+    python bench/split_breakdown.py --inter DATA/ds/ds.inter NAME=VALID.csv,TEST.csv [NAME=…] [--out F] [--json F]
+
+Each run gives two rank files of ``run_recbole_streamrec.py`` (``--valid_rank_file`` and ``--rank_file``: one row per
+user, the held-out item's rank in the top-K, 0 when absent). Leave-one-out (SPEC §6) holds out each user's last
+two items: the second-to-last is the validation target, the last the test target, and the rest is training data.
+From the atomic ``.inter`` file (the interactions in time order per user, as RecBole's ``order: TO`` sorts them)
+this script rebuilds that split and groups the users two ways:
+
+- by the target's **training popularity** (its number of interactions in the training part of all users),
+  separately for each split's own target;
+- by the user's **sequence length** (all interactions; the test history is one item longer than the validation
+  one), so that the validation and test columns of a group hold the same users.
+
+For every run and group it reports NDCG@10 on both splits and their ratio, and the group's share of the run's
+hits. A run whose test/validation ratio is lower than another's in one group shows where the gap comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table  # noqa: E402
+from paired_bootstrap import per_user, read_ranks  # noqa: E402
+
+POPULARITY_EDGES = (0, 3, 10, 30)  # groups [0, 3), [3, 10), [10, 30), [30, ∞) training interactions
+LENGTH_EDGES = (5, 6, 7, 9, 13)  # groups 5, 6, 7–8, 9–12, ≥ 13 interactions
+
+
+def read_split(path: str) -> dict[str, dict]:
+    """``{user: {"valid": item, "test": item, "length": n}}`` and the training popularity of every item, from an
+    atomic ``.inter`` file (``user_id``, ``item_id``, ``timestamp`` columns; a one-line error on a bad one)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f, delimiter="\t")
+            header = [name.split(":")[0] for name in next(reader)]
+            u, i, t = header.index("user_id"), header.index("item_id"), header.index("timestamp")
+            events: dict[str, list] = defaultdict(list)
+            for row in reader:
+                events[row[u]].append((float(row[t]), row[i]))
+    except (OSError, StopIteration, ValueError, IndexError) as err:
+        raise SystemExit(f"error: {path}: not an atomic .inter file with user_id, item_id, timestamp ({err})")
+    users, popularity = {}, Counter()
+    for user, rows in events.items():
+        items = [item for _, item in sorted(rows, key=lambda r: r[0])]  # stable: ties keep the file's order
+        if len(items) < 3:
+            continue  # RecBole gives such a user no validation or test row
+        popularity.update(items[:-2])
+        users[user] = {"valid": items[-2], "test": items[-1], "length": len(items)}
+    return {"users": users, "popularity": popularity}
+
+
+def group_label(value: int, edges: tuple[int, ...]) -> str:
+    """The group of ``value`` for ascending ``edges`` (first edge: the smallest value expected)."""
+    for low, high in zip(edges, edges[1:]):
+        if low <= value < high:
+            return str(low) if high == low + 1 else f"{low}–{high - 1}"
+    return f"≥ {edges[-1]}" if value >= edges[-1] else f"< {edges[0]}"
+
+
+def breakdown(split: dict, runs: dict[str, tuple[dict[str, int], dict[str, int]]], k: int = 10) -> dict:
+    """Per run and group: users, NDCG@k on validation and test, and the group's share of the run's hits."""
+    users = split["users"]
+    out: dict = {"k": k, "users": len(users), "runs": {}}
+    for name, (valid, test) in runs.items():
+        missing = set(users) ^ set(valid) | set(users) ^ set(test)
+        if missing:
+            raise SystemExit(f"error: run {name}: its rank files and the .inter file disagree on "
+                             f"{len(missing)} users (e.g. {sorted(missing)[0]})")
+        order = sorted(users)
+        scores = {s: per_user(np.array([r[u] for u in order]), k)[f"ndcg@{k}"] for s, r in (("valid", valid), ("test", test))}
+        groups = {
+            "popularity": {s: [group_label(split["popularity"][users[u][s]], POPULARITY_EDGES) for u in order]
+                           for s in ("valid", "test")},
+            "length": {s: [group_label(users[u]["length"], LENGTH_EDGES) for u in order] for s in ("valid", "test")},
+        }
+        run = {"all": {s: float(scores[s].mean()) for s in scores}}
+        for by, labels in groups.items():
+            run[by] = {}
+            for s in ("valid", "test"):
+                lab = np.array(labels[s])
+                for g in dict.fromkeys(sorted(set(lab), key=lambda x: _order(x))):
+                    cell = run[by].setdefault(g, {})
+                    members = lab == g
+                    cell[f"{s}_users"] = int(members.sum())
+                    cell[s] = float(scores[s][members].mean())
+                    total = scores[s].sum()
+                    cell[f"{s}_share"] = float(scores[s][members].sum() / total) if total else 0.0
+        out["runs"][name] = run
+    return out
+
+
+def _order(label: str) -> float:
+    """Sort key of a group label: its lower bound."""
+    digits = "".join(ch if ch.isdigit() else " " for ch in label).split()
+    return float(digits[0]) if digits else 0.0
+
+
+def _ratio(valid: float, test: float) -> str:
+    return f"{test / valid:.2f}" if valid else "—"
+
+
+def markdown(result: dict) -> str:
+    """The overall table and one table per grouping."""
+    k, runs = result["k"], result["runs"]
+    lines = [f"Users: {result['users']}. NDCG@{k} of each split; test/valid is their ratio.", ""]
+    lines.append(markdown_table(["run", f"valid N@{k}", f"test N@{k}", "test/valid"],
+                                [[n, f"{r['all']['valid']:.4f}", f"{r['all']['test']:.4f}",
+                                  _ratio(r["all"]["valid"], r["all"]["test"])] for n, r in runs.items()], "lrrr"))
+    titles = {"popularity": "By the target's training popularity (interactions in the training part; each split's "
+                            "own target, so a user can sit in a different group for each split)",
+              "length": "By the user's sequence length (the same users in both columns)"}
+    for by, title in titles.items():
+        lines += ["", f"{title}:", ""]
+        groups = sorted(next(iter(runs.values()))[by], key=_order)
+        header = ["group", "users (valid / test)"]
+        for n in runs:
+            header += [f"{n} valid", f"{n} test", f"{n} test/valid", f"{n} share of test hits"]
+        rows = []
+        for g in groups:
+            first = next(iter(runs.values()))[by][g]
+            row = [g, f"{first.get('valid_users', 0)} / {first.get('test_users', 0)}"]
+            for r in runs.values():
+                c = r[by][g]
+                row += [f"{c.get('valid', 0):.4f}", f"{c.get('test', 0):.4f}", _ratio(c.get("valid", 0), c.get("test", 0)),
+                        f"{100 * c.get('test_share', 0):.0f}%"]
+            rows.append(row)
+        lines.append(markdown_table(header, rows, "l" + "r" * (len(header) - 1)))
+    return "\n".join(lines) + "\n"
+
+
+def parse_run(text: str) -> tuple[str, str, str]:
+    """``NAME=VALID.csv,TEST.csv`` → its three parts; a one-line error otherwise."""
+    name, _, files = text.partition("=")
+    paths = files.split(",")
+    if not name or len(paths) != 2 or not all(paths):
+        raise SystemExit(f"error: {text!r}: expected NAME=VALID_RANKS.csv,TEST_RANKS.csv")
+    return name, paths[0], paths[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="NAME=VALID_RANKS.csv,TEST_RANKS.csv, one per run")
+    parser.add_argument("--inter", required=True, help="the dataset's atomic .inter file")
+    parser.add_argument("--k", type=int, default=10, help="the cut-off of NDCG@k (default 10)")
+    parser.add_argument("--out", default=None, help="also write the Markdown here")
+    parser.add_argument("--json", default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    runs = {}
+    for text in args.runs:
+        name, valid, test = parse_run(text)
+        runs[name] = (read_ranks(valid), read_ranks(test))
+    result = breakdown(read_split(args.inter), runs, args.k)
+    text = markdown(result)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
