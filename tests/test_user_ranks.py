@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,41 @@ def test_split_breakdown_rebuilds_the_split_and_groups_users(breakdown, tmp_path
         breakdown.breakdown(split, {"B": ({"u1": 1}, {"u1": 0, "u2": 3})})
     with pytest.raises(SystemExit, match="expected NAME=VALID_RANKS.csv,TEST_RANKS.csv"):
         breakdown.parse_run("A=only-one.csv")
+
+
+@pytest.fixture(scope="module")
+def drop():
+    yield from bench_script("drop_last_item")
+
+
+def test_drop_last_item_hides_the_most_recent_item_of_each_history(drop) -> None:
+    from recbole.data.interaction import Interaction
+
+    class Recorder:
+        ITEM_SEQ, ITEM_SEQ_LEN = "item_id_list", "item_length"
+
+        def full_sort_predict(self, interaction):
+            self.seen = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
+            return "scores"
+
+    model_class = drop.without_last_item(Recorder)
+    model = model_class()
+    batch = Interaction({"item_id_list": torch.tensor([[1, 2, 3, 0], [4, 0, 0, 0], [5, 6, 0, 0]]),
+                         "item_length": torch.tensor([3, 1, 2])})
+    assert model.full_sort_predict(batch) == "scores" and model_class.__name__ == "Recorder"
+    assert model.seen == ([[1, 2, 0, 0], [4, 0, 0, 0], [5, 0, 0, 0]], [2, 1, 1])  # a one-item history is kept
+
+
+def test_a_chain_model_loses_its_hits_when_the_last_item_is_hidden(drop, run_overrides, tmp_path, monkeypatch) -> None:
+    # tiny's next item follows from the last one: SASRec learns that, and without the last item it cannot
+    keys = run_overrides("SASRec", epochs=15, learning_rate=0.01, checkpoint_tag="drop-last")
+    hidden = tmp_path / "hidden.csv"
+    result = run("SASRec", DATASET, config_dict=keys)
+    get_model = drop.quick_start.get_model
+    monkeypatch.setattr(drop.quick_start, "get_model", lambda name: drop.without_last_item(get_model(name)))
+    dropped = run("SASRec", DATASET, config_dict=keys, eval_only=True, rank_file=str(hidden))
+    ranks = assert_ranks_give(hidden, dropped["test_result"])
+    assert result["test_result"]["ndcg@10"] > 0.9 > 0.7 > dropped["test_result"]["ndcg@10"]
+    assert (ranks != 1).all()  # its first choice is the hidden item, masked as history: the held-out one is never first
+    monkeypatch.setattr(sys, "argv", ["drop_last_item.py", "--model=SASRec"])
+    assert drop.main(["--model=SASRec"]) == 2  # evaluation only
