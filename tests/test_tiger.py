@@ -148,6 +148,19 @@ def test_every_beam_is_a_valid_item(tiny_tiger, tiny_batch, beam: int) -> None:
         assert row[ok].unique().numel() == int(ok.sum()), "an item appears twice in one user's beams"
 
 
+def test_popularity_penalty_lowers_each_beam_item_by_its_training_popularity(make_tiger, tiny_tiger, tiny_data,
+                                                                              tiny_batch) -> None:
+    penalised = make_tiger(popularity_penalty=0.5)  # same seed: the same weights as tiny_tiger
+    targets = tiny_data[2]._dataset.inter_feat[penalised.ITEM_ID]  # one training row per target
+    counts = torch.bincount(targets, minlength=N_ITEMS)
+    assert counts.max() > counts[1:].min(), "the check needs items of different popularity"
+    items, scores = tiny_tiger.generate_items(tiny_batch)
+    plain, full = tiny_tiger.full_sort_predict(tiny_batch), penalised.full_sort_predict(tiny_batch)
+    torch.testing.assert_close(full.gather(1, items), scores - 0.5 * torch.log1p(counts[items].float()))
+    assert torch.equal(torch.isfinite(full), torch.isfinite(plain)), "the same beam items, rescored"
+    assert tiny_tiger.log_popularity is None  # 0: the paper's scoring, nothing computed
+
+
 def test_full_sort_predict_and_predict(tiny_tiger, tiny_batch) -> None:
     model = tiny_tiger
     full = model.full_sort_predict(tiny_batch)

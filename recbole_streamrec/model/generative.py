@@ -2,7 +2,9 @@
 
 A user's history (RecBole's ``item_id_list``, the last ≤ ``MAX_ITEM_LIST_LENGTH`` items) becomes the codes
 of those items, flattened, plus EOS (SPEC §3). Items are scored by constrained beam search (SPEC §4):
-``full_sort_predict`` returns ``[B, n_items]`` sequence log-probabilities, −inf outside the beam.
+``full_sort_predict`` returns ``[B, n_items]`` sequence log-probabilities, −inf outside the beam; with
+``popularity_penalty`` a > 0 each beam item's score is lowered by a·log(1 + its count as a training target), a
+correction for the beam's bias toward popular items (off by default: the paper's scoring).
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ class GenerativeRecommender(SequentialRecommender):
             raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({largest_k}): items outside "
                              "the beam score -inf, so a shorter beam cannot fill the top-k list")
         self.inference_amp = bool(config["inference_amp"])
+        self.popularity_penalty = float(config["popularity_penalty"] or 0.0) if "popularity_penalty" in config else 0.0
+        log_popularity = None
+        if self.popularity_penalty:  # training-target counts of the split the model is built on (the training one)
+            counts = torch.bincount(dataset.inter_feat[self.ITEM_ID].long(), minlength=self.n_items)[: self.n_items]
+            log_popularity = torch.log1p(counts.float())  # [n_items]
+        self.register_buffer("log_popularity", log_popularity, persistent=False)
         self.register_buffer("item_codes", codes)
         self.register_buffer("item_tokens", self._tokens_of(codes), persistent=False)
         self.trie = PrefixTrie(codes.numpy(), codebook_size=self.codebook_size)
@@ -176,6 +184,8 @@ class GenerativeRecommender(SequentialRecommender):
 
     def full_sort_predict(self, interaction) -> Tensor:
         items, scores = self.generate_items(interaction)
+        if self.popularity_penalty:
+            scores = scores - self.popularity_penalty * self.log_popularity[items]  # −inf (dead beams) stays −inf
         out = torch.full((items.shape[0], self.n_items), float("-inf"), device=items.device)
         return out.scatter_(1, items, scores)  # dead beams write −inf into column 0 (padding)
 
