@@ -1,6 +1,7 @@
 """Where does a run lose between the validation and the test split? NDCG@10 of both splits, by user group.
 
-    python bench/split_breakdown.py --inter DATA/ds/ds.inter NAME=VALID.csv,TEST.csv [NAME=…] [--out F] [--json F]
+    python bench/split_breakdown.py --inter DATA/ds/ds.inter NAME=VALID.csv,TEST.csv [NAME=…] [--k 10]
+        [--metric ndcg|recall] [--out F] [--json F]
 
 Each run gives two rank files of ``run_recbole_streamrec.py`` (``--valid_rank_file`` and ``--rank_file``: one row per
 user, the held-out item's rank in the top-K, 0 when absent). Leave-one-out (SPEC §6) holds out each user's last
@@ -13,8 +14,8 @@ this script rebuilds that split and groups the users two ways:
 - by the user's **sequence length** (all interactions; the test history is one item longer than the validation
   one), so that the validation and test columns of a group hold the same users.
 
-For every run and group it reports NDCG@10 on both splits and their ratio, and the group's share of the run's
-hits. A run whose test/validation ratio is lower than another's in one group shows where the gap comes from.
+For every run and group it reports NDCG@k (``--metric recall``: Recall@k; K of the rank files ≥ k) on both splits
+and their ratio, and the group's share of the run's hits. A run whose test/validation ratio is lower than another's in one group shows where the gap comes from.
 """
 
 from __future__ import annotations
@@ -67,17 +68,18 @@ def group_label(value: int, edges: tuple[int, ...]) -> str:
     return f"≥ {edges[-1]}" if value >= edges[-1] else f"< {edges[0]}"
 
 
-def breakdown(split: dict, runs: dict[str, tuple[dict[str, int], dict[str, int]]], k: int = 10) -> dict:
-    """Per run and group: users, NDCG@k on validation and test, and the group's share of the run's hits."""
+def breakdown(split: dict, runs: dict[str, tuple[dict[str, int], dict[str, int]]], k: int = 10,
+              metric: str = "ndcg") -> dict:
+    """Per run and group: users, NDCG@k (or Recall@k) on validation and test, and the group's share of the hits."""
     users = split["users"]
-    out: dict = {"k": k, "users": len(users), "runs": {}}
+    out: dict = {"k": k, "metric": metric, "users": len(users), "runs": {}}
     for name, (valid, test) in runs.items():
         missing = set(users) ^ set(valid) | set(users) ^ set(test)
         if missing:
             raise SystemExit(f"error: run {name}: its rank files and the .inter file disagree on "
                              f"{len(missing)} users (e.g. {sorted(missing)[0]})")
         order = sorted(users)
-        scores = {s: per_user(np.array([r[u] for u in order]), k)[f"ndcg@{k}"] for s, r in (("valid", valid), ("test", test))}
+        scores = {s: per_user(np.array([r[u] for u in order]), k)[f"{metric}@{k}"] for s, r in (("valid", valid), ("test", test))}
         groups = {
             "popularity": {s: [group_label(split["popularity"][users[u][s]], POPULARITY_EDGES) for u in order]
                            for s in ("valid", "test")},
@@ -112,8 +114,10 @@ def _ratio(valid: float, test: float) -> str:
 def markdown(result: dict) -> str:
     """The overall table and one table per grouping."""
     k, runs = result["k"], result["runs"]
-    lines = [f"Users: {result['users']}. NDCG@{k} of each split; test/valid is their ratio.", ""]
-    lines.append(markdown_table(["run", f"valid N@{k}", f"test N@{k}", "test/valid"],
+    label = {"ndcg": "NDCG", "recall": "Recall"}[result.get("metric", "ndcg")]
+    short = label[0]
+    lines = [f"Users: {result['users']}. {label}@{k} of each split; test/valid is their ratio.", ""]
+    lines.append(markdown_table(["run", f"valid {short}@{k}", f"test {short}@{k}", "test/valid"],
                                 [[n, f"{r['all']['valid']:.4f}", f"{r['all']['test']:.4f}",
                                   _ratio(r["all"]["valid"], r["all"]["test"])] for n, r in runs.items()], "lrrr"))
     titles = {"popularity": "By the target's training popularity (interactions in the training part; each split's "
@@ -151,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="NAME=VALID_RANKS.csv,TEST_RANKS.csv, one per run")
     parser.add_argument("--inter", required=True, help="the dataset's atomic .inter file")
-    parser.add_argument("--k", type=int, default=10, help="the cut-off of NDCG@k (default 10)")
+    parser.add_argument("--k", type=int, default=10, help="the cut-off k (default 10)")
+    parser.add_argument("--metric", choices=("ndcg", "recall"), default="ndcg", help="NDCG@k (default) or Recall@k")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.runs:
         name, valid, test = parse_run(text)
         runs[name] = (read_ranks(valid), read_ranks(test))
-    result = breakdown(read_split(args.inter), runs, args.k)
+    result = breakdown(read_split(args.inter), runs, args.k, args.metric)
     text = markdown(result)
     print(text, end="")
     if args.out:

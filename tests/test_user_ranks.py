@@ -132,6 +132,9 @@ def test_split_breakdown_rebuilds_the_split_and_groups_users(breakdown, tmp_path
     assert result["popularity"]["0–2"]["valid_users"] == 2 and result["popularity"]["0–2"]["test_users"] == 2
     table = breakdown.markdown(breakdown.breakdown(split, runs))
     assert "| A | 0.5000 | 0.2500 | 0.50 |" in table
+    recall = breakdown.breakdown(split, runs, k=10, metric="recall")
+    assert recall["runs"]["A"]["all"] == {"valid": 0.5, "test": 0.5}
+    assert "| A | 0.5000 | 0.5000 | 1.00 |" in breakdown.markdown(recall) and "Recall@10 of each split" in breakdown.markdown(recall)
     with pytest.raises(SystemExit, match="run B: its rank files and the .inter file disagree on 1 users"):
         breakdown.breakdown(split, {"B": ({"u1": 1}, {"u1": 0, "u2": 3})})
     with pytest.raises(SystemExit, match="expected NAME=VALID_RANKS.csv,TEST_RANKS.csv"):
