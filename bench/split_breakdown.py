@@ -4,7 +4,8 @@
         [--metric ndcg|recall] [--out F] [--json F]
 
 Each run gives two rank files of ``run_recbole_streamrec.py`` (``--valid_rank_file`` and ``--rank_file``: one row per
-user, the held-out item's rank in the top-K, 0 when absent). Leave-one-out (SPEC §6) holds out each user's last
+user, the held-out item's rank in the top-K, 0 when absent), or only the test one (``NAME=TEST.csv``: its validation
+columns are ``—``). Leave-one-out (SPEC §6) holds out each user's last
 two items: the second-to-last is the validation target, the last the test target, and the rest is training data.
 From the atomic ``.inter`` file (the interactions in time order per user, as RecBole's ``order: TO`` sorts them)
 this script rebuilds that split and groups the users two ways:
@@ -26,6 +27,7 @@ import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from paired_bootstrap import per_user, read_ranks  # noqa: E402
 
 POPULARITY_EDGES = (0, 3, 10, 30)  # groups [0, 3), [3, 10), [10, 30), [30, ∞) training interactions
 LENGTH_EDGES = (5, 6, 7, 9, 13)  # groups 5, 6, 7–8, 9–12, ≥ 13 interactions
+SPLITS = ("valid", "test")
 
 
 def read_split(path: str) -> dict[str, dict]:
@@ -68,35 +71,37 @@ def group_label(value: int, edges: tuple[int, ...]) -> str:
     return f"≥ {edges[-1]}" if value >= edges[-1] else f"< {edges[0]}"
 
 
-def breakdown(split: dict, runs: dict[str, tuple[dict[str, int], dict[str, int]]], k: int = 10,
+def breakdown(split: dict, runs: dict[str, tuple[Optional[dict[str, int]], dict[str, int]]], k: int = 10,
               metric: str = "ndcg") -> dict:
-    """Per run and group: users, NDCG@k (or Recall@k) on validation and test, and the group's share of the hits."""
+    """Per run and group: NDCG@k (or Recall@k) on validation and test, and the group's share of the run's hits;
+    per group: its users in each split. A run without validation ranks (``None``) has test numbers only."""
     users = split["users"]
-    out: dict = {"k": k, "metric": metric, "users": len(users), "runs": {}}
-    for name, (valid, test) in runs.items():
-        missing = set(users) ^ set(valid) | set(users) ^ set(test)
+    order = sorted(users)
+    labels = {  # grouping → split → each user's group
+        "popularity": {s: np.array([group_label(split["popularity"][users[u][s]], POPULARITY_EDGES) for u in order])
+                       for s in SPLITS},
+        "length": {s: np.array([group_label(users[u]["length"], LENGTH_EDGES) for u in order]) for s in SPLITS},
+    }
+    out: dict = {"k": k, "metric": metric, "users": len(users), "groups": {}, "runs": {}}
+    for by, per_split in labels.items():
+        names = sorted(set(per_split["valid"]) | set(per_split["test"]), key=_order)
+        out["groups"][by] = {g: {f"{s}_users": int((per_split[s] == g).sum()) for s in SPLITS} for g in names}
+    for name, ranks in runs.items():
+        present = {s: r for s, r in zip(SPLITS, ranks) if r is not None}
+        missing = set().union(*(set(users) ^ set(r) for r in present.values()))
         if missing:
             raise SystemExit(f"error: run {name}: its rank files and the .inter file disagree on "
                              f"{len(missing)} users (e.g. {sorted(missing)[0]})")
-        order = sorted(users)
-        scores = {s: per_user(np.array([r[u] for u in order]), k)[f"{metric}@{k}"] for s, r in (("valid", valid), ("test", test))}
-        groups = {
-            "popularity": {s: [group_label(split["popularity"][users[u][s]], POPULARITY_EDGES) for u in order]
-                           for s in ("valid", "test")},
-            "length": {s: [group_label(users[u]["length"], LENGTH_EDGES) for u in order] for s in ("valid", "test")},
-        }
-        run = {"all": {s: float(scores[s].mean()) for s in scores}}
-        for by, labels in groups.items():
-            run[by] = {}
-            for s in ("valid", "test"):
-                lab = np.array(labels[s])
-                for g in dict.fromkeys(sorted(set(lab), key=lambda x: _order(x))):
-                    cell = run[by].setdefault(g, {})
-                    members = lab == g
-                    cell[f"{s}_users"] = int(members.sum())
-                    cell[s] = float(scores[s][members].mean())
-                    total = scores[s].sum()
-                    cell[f"{s}_share"] = float(scores[s][members].sum() / total) if total else 0.0
+        scores = {s: per_user(np.array([r[u] for u in order]), k)[f"{metric}@{k}"] for s, r in present.items()}
+        run: dict = {"all": {s: float(v.mean()) for s, v in scores.items()}}
+        for by, per_split in labels.items():
+            run[by] = {g: {} for g in out["groups"][by]}
+            for s, v in scores.items():
+                total = v.sum()
+                for g, cell in run[by].items():
+                    members = per_split[s] == g
+                    cell[s] = float(v[members].mean()) if members.any() else 0.0
+                    cell[f"{s}_share"] = float(v[members].sum() / total) if total else 0.0
         out["runs"][name] = run
     return out
 
@@ -107,48 +112,51 @@ def _order(label: str) -> float:
     return float(digits[0]) if digits else 0.0
 
 
-def _ratio(valid: float, test: float) -> str:
-    return f"{test / valid:.2f}" if valid else "—"
+def _ratio(valid: Optional[float], test: Optional[float]) -> str:
+    return f"{test / valid:.2f}" if valid and test is not None else "—"
+
+
+def _cell(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.4f}"
 
 
 def markdown(result: dict) -> str:
-    """The overall table and one table per grouping."""
+    """The overall table and one table per grouping (``—``: a run without validation ranks)."""
     k, runs = result["k"], result["runs"]
     label = {"ndcg": "NDCG", "recall": "Recall"}[result.get("metric", "ndcg")]
     short = label[0]
     lines = [f"Users: {result['users']}. {label}@{k} of each split; test/valid is their ratio.", ""]
     lines.append(markdown_table(["run", f"valid {short}@{k}", f"test {short}@{k}", "test/valid"],
-                                [[n, f"{r['all']['valid']:.4f}", f"{r['all']['test']:.4f}",
-                                  _ratio(r["all"]["valid"], r["all"]["test"])] for n, r in runs.items()], "lrrr"))
+                                [[n, _cell(r["all"].get("valid")), _cell(r["all"]["test"]),
+                                  _ratio(r["all"].get("valid"), r["all"]["test"])] for n, r in runs.items()], "lrrr"))
     titles = {"popularity": "By the target's training popularity (interactions in the training part; each split's "
                             "own target, so a user can sit in a different group for each split)",
               "length": "By the user's sequence length (the same users in both columns)"}
     for by, title in titles.items():
         lines += ["", f"{title}:", ""]
-        groups = sorted(next(iter(runs.values()))[by], key=_order)
         header = ["group", "users (valid / test)"]
         for n in runs:
             header += [f"{n} valid", f"{n} test", f"{n} test/valid", f"{n} share of test hits"]
         rows = []
-        for g in groups:
-            first = next(iter(runs.values()))[by][g]
-            row = [g, f"{first.get('valid_users', 0)} / {first.get('test_users', 0)}"]
+        for g, sizes in result["groups"][by].items():
+            row = [g, f"{sizes['valid_users']} / {sizes['test_users']}"]
             for r in runs.values():
                 c = r[by][g]
-                row += [f"{c.get('valid', 0):.4f}", f"{c.get('test', 0):.4f}", _ratio(c.get("valid", 0), c.get("test", 0)),
-                        f"{100 * c.get('test_share', 0):.0f}%"]
+                row += [_cell(c.get("valid")), _cell(c["test"]), _ratio(c.get("valid"), c["test"]),
+                        f"{100 * c['test_share']:.0f}%"]
             rows.append(row)
         lines.append(markdown_table(header, rows, "l" + "r" * (len(header) - 1)))
     return "\n".join(lines) + "\n"
 
 
-def parse_run(text: str) -> tuple[str, str, str]:
-    """``NAME=VALID.csv,TEST.csv`` → its three parts; a one-line error otherwise."""
+def parse_run(text: str) -> tuple[str, Optional[str], str]:
+    """``NAME=VALID.csv,TEST.csv`` (or ``NAME=TEST.csv``: test only) → name, validation file or None, test file;
+    a one-line error otherwise."""
     name, _, files = text.partition("=")
     paths = files.split(",")
-    if not name or len(paths) != 2 or not all(paths):
-        raise SystemExit(f"error: {text!r}: expected NAME=VALID_RANKS.csv,TEST_RANKS.csv")
-    return name, paths[0], paths[1]
+    if not name or len(paths) not in (1, 2) or not all(paths):
+        raise SystemExit(f"error: {text!r}: expected NAME=VALID_RANKS.csv,TEST_RANKS.csv or NAME=TEST_RANKS.csv")
+    return (name, None, paths[0]) if len(paths) == 1 else (name, paths[0], paths[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for text in args.runs:
         name, valid, test = parse_run(text)
-        runs[name] = (read_ranks(valid), read_ranks(test))
+        runs[name] = (read_ranks(valid) if valid else None, read_ranks(test))
     result = breakdown(read_split(args.inter), runs, args.k, args.metric)
     text = markdown(result)
     print(text, end="")

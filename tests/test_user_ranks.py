@@ -125,20 +125,25 @@ def test_split_breakdown_rebuilds_the_split_and_groups_users(breakdown, tmp_path
     runs = {"A": ({"u1": 1, "u2": 0}, {"u1": 0, "u2": 3})}
     result = breakdown.breakdown(split, runs)["runs"]["A"]
     assert result["all"] == {"valid": 0.5, "test": pytest.approx(0.5 / np.log2(4))}
-    assert result["length"]["5"] == {"valid_users": 1, "valid": 1.0, "valid_share": 1.0,
-                                     "test_users": 1, "test": 0.0, "test_share": 0.0}
+    assert result["length"]["5"] == {"valid": 1.0, "valid_share": 1.0, "test": 0.0, "test_share": 0.0}
     assert result["length"]["6"]["test_share"] == 1.0
     # validation targets: d (0 training interactions) and a (2); test targets: e (0) and g (0)
-    assert result["popularity"]["0–2"]["valid_users"] == 2 and result["popularity"]["0–2"]["test_users"] == 2
+    groups = breakdown.breakdown(split, runs)["groups"]
+    assert groups["popularity"] == {"0–2": {"valid_users": 2, "test_users": 2}}
+    assert groups["length"] == {"5": {"valid_users": 1, "test_users": 1}, "6": {"valid_users": 1, "test_users": 1}}
     table = breakdown.markdown(breakdown.breakdown(split, runs))
     assert "| A | 0.5000 | 0.2500 | 0.50 |" in table
+    test_only = breakdown.breakdown(split, {"T": (None, {"u1": 1, "u2": 0})})
+    assert test_only["runs"]["T"]["all"] == {"test": 0.5}
+    assert "| T | — | 0.5000 | — |" in breakdown.markdown(test_only)
+    assert breakdown.parse_run("T=t.csv") == ("T", None, "t.csv")
     recall = breakdown.breakdown(split, runs, k=10, metric="recall")
     assert recall["runs"]["A"]["all"] == {"valid": 0.5, "test": 0.5}
     assert "| A | 0.5000 | 0.5000 | 1.00 |" in breakdown.markdown(recall) and "Recall@10 of each split" in breakdown.markdown(recall)
     with pytest.raises(SystemExit, match="run B: its rank files and the .inter file disagree on 1 users"):
         breakdown.breakdown(split, {"B": ({"u1": 1}, {"u1": 0, "u2": 3})})
     with pytest.raises(SystemExit, match="expected NAME=VALID_RANKS.csv,TEST_RANKS.csv"):
-        breakdown.parse_run("A=only-one.csv")
+        breakdown.parse_run("A=a.csv,b.csv,c.csv")
 
 
 @pytest.fixture(scope="module")
