@@ -7,7 +7,8 @@ in the top-K, 0 when absent; ``recbole_streamrec/user_ranks.py``). Every later f
 user by user: the mean NDCG@k and Recall@k of each, their difference, its 95% interval from a paired bootstrap
 over users (the same resampled users for both runs), and the two-sided bootstrap p-value of "no difference".
 Prints a Markdown table (``--by_rank``: also each run's number of users at each rank 1..K); ``--out FILE`` also
-writes it there and ``--json FILE`` the numbers.
+writes it there and ``--json FILE`` the numbers; ``--split validation`` titles the table for ``--valid_rank_file``
+files.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def compare(files: list[str], runs: list[dict[str, int]], names: list[str], k: i
     return rows
 
 
-def table(rows: list[dict], samples: int) -> str:
-    lines = [f"Paired bootstrap over test users ({samples} resamples); difference = run − baseline.", "",
+def table(rows: list[dict], samples: int, split: str = "test") -> str:
+    lines = [f"Paired bootstrap over {split} users ({samples} resamples); difference = run − baseline.", "",
              "| run | baseline | metric | run | baseline | difference | 95% interval | relative | p |",
              "|---|---|---|---:|---:|---:|---|---:|---:|"]
     for r in rows:
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", default=None, help="comma-separated names, one per file (default: the paths)")
     parser.add_argument("--k", type=int, default=10, help="the cut-off of NDCG@k and Recall@k (default 10)")
     parser.add_argument("--samples", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    parser.add_argument("--split", default="test",
+                        help="the split the rank files are of, for the table's title (default test; validation)")
     parser.add_argument("--by_rank", action="store_true", help="also count each run's users at each rank 1..K")
     parser.add_argument("--out", default=None, help="also write the Markdown table here")
     parser.add_argument("--json", default=None, help="also write the numbers here")
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--names has {len(names)} names for {len(args.files)} files")
     runs = [read_ranks(path) for path in args.files]
     rows = compare(args.files, runs, names, args.k, args.samples)
-    text = table(rows, args.samples)
+    text = table(rows, args.samples, args.split)
     if args.by_rank:
         text += "\n" + by_rank(runs, names)
     sys.stdout.write(text)

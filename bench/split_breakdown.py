@@ -16,7 +16,8 @@ this script rebuilds that split and groups the users two ways:
   one), so that the validation and test columns of a group hold the same users.
 
 For every run and group it reports NDCG@k (``--metric recall``: Recall@k; K of the rank files ≥ k) on both splits
-and their ratio, and the group's share of the run's hits. A run whose test/validation ratio is lower than another's in one group shows where the gap comes from.
+and their ratio, and the group's share of the run's hits. A run whose test/validation ratio is lower than
+another's in one group shows where the gap comes from.
 """
 
 from __future__ import annotations

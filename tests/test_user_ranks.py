@@ -88,6 +88,15 @@ def test_paired_bootstrap_sees_a_real_difference_and_no_difference(paired, tmp_p
     assert ndcg["diff"] == pytest.approx(gain)
 
 
+def test_paired_bootstrap_names_the_split_of_its_rank_files(paired, tmp_path, capsys) -> None:
+    a = write(tmp_path / "a.csv", {"u1": 1, "u2": 0})
+    b = write(tmp_path / "b.csv", {"u1": 2, "u2": 1})
+    assert paired.main([a, b, "--samples", "10"]) == 0
+    assert capsys.readouterr().out.startswith("Paired bootstrap over test users (10 resamples)")
+    assert paired.main([a, b, "--samples", "10", "--split", "validation"]) == 0
+    assert capsys.readouterr().out.startswith("Paired bootstrap over validation users (10 resamples)")
+
+
 def test_paired_bootstrap_refuses_runs_on_other_users(paired, tmp_path) -> None:
     a = write(tmp_path / "a.csv", {"u1": 1, "u2": 0})
     b = write(tmp_path / "b.csv", {"u1": 1, "u3": 0})
@@ -139,7 +148,8 @@ def test_split_breakdown_rebuilds_the_split_and_groups_users(breakdown, tmp_path
     assert breakdown.parse_run("T=t.csv") == ("T", None, "t.csv")
     recall = breakdown.breakdown(split, runs, k=10, metric="recall")
     assert recall["runs"]["A"]["all"] == {"valid": 0.5, "test": 0.5}
-    assert "| A | 0.5000 | 0.5000 | 1.00 |" in breakdown.markdown(recall) and "Recall@10 of each split" in breakdown.markdown(recall)
+    table = breakdown.markdown(recall)
+    assert "| A | 0.5000 | 0.5000 | 1.00 |" in table and "Recall@10 of each split" in table
     with pytest.raises(SystemExit, match="run B: its rank files and the .inter file disagree on 1 users"):
         breakdown.breakdown(split, {"B": ({"u1": 1}, {"u1": 0, "u2": 3})})
     with pytest.raises(SystemExit, match="expected NAME=VALID_RANKS.csv,TEST_RANKS.csv"):

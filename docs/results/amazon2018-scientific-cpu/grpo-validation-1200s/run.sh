@@ -14,10 +14,10 @@ for stage in sft rl; do
   python run_recbole_streamrec.py "${common[@]}" "--stages=[$stage]" --valid_rank_file=$OUT/valid-ranks-$stage.csv \
       --rank_file=$OUT/test-ranks-$stage.csv --result_file=$OUT/eval-$stage.json > $OUT/eval-$stage.log 2>&1
 done
-for split in valid test; do
-  python bench/paired_bootstrap.py $OUT/$split-ranks-sft.csv $OUT/$split-ranks-rl.csv --names SFT,GRPO \
-      --out $OUT/paired-$split.md --json $OUT/paired-$split.json > /dev/null
-done
+python bench/paired_bootstrap.py $OUT/valid-ranks-sft.csv $OUT/valid-ranks-rl.csv --names SFT,GRPO --split validation \
+    --by_rank --out $OUT/paired-valid.md --json $OUT/paired-valid.json > /dev/null
+python bench/paired_bootstrap.py $OUT/test-ranks-sft.csv $OUT/test-ranks-rl.csv --names SFT,GRPO --by_rank \
+    --out $OUT/paired-test.md --json $OUT/paired-test.json > /dev/null
 python bench/split_breakdown.py --inter $D/amazon2018-scientific/amazon2018-scientific.inter \
     SFT=$OUT/valid-ranks-sft.csv,$OUT/test-ranks-sft.csv GRPO=$OUT/valid-ranks-rl.csv,$OUT/test-ranks-rl.csv \
     --out $OUT/breakdown.md --json $OUT/breakdown.json > /dev/null
