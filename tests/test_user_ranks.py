@@ -192,3 +192,49 @@ def test_a_chain_model_loses_its_hits_when_the_last_item_is_hidden(drop, run_ove
     assert (ranks != 1).all()  # its first choice is the hidden item, masked as history: the held-out one is never first
     monkeypatch.setattr(sys, "argv", ["drop_last_item.py", "--model=SASRec"])
     assert drop.main(["--model=SASRec"]) == 2  # evaluation only
+
+
+@pytest.fixture(scope="module")
+def top_items():
+    yield from bench_script("top_items")
+
+
+def test_top_items_lists_what_ranks_above_the_held_out_item(top_items, run_overrides, workdir, tmp_path,
+                                                           monkeypatch) -> None:
+    from conftest import user_sequence
+
+    keys = run_overrides("SASRec", epochs=3, checkpoint_tag="top-items")
+    run("SASRec", DATASET, config_dict=keys)
+    cli = [f"--{k}={v}" for k, v in keys.items() if k in ("data_path", "checkpoint_dir", "checkpoint_tag", "seed",
+                                                          "threads", "eval_batch_size", "state", "use_gpu")]
+    ranks, items = tmp_path / "ranks.csv", tmp_path / "top.csv"
+    argv = ["--model=SASRec", f"--dataset={DATASET}", *cli, "--eval_only", f"--rank_file={ranks}",
+            f"--items_file={items}"]
+    monkeypatch.setattr(sys, "argv", ["top_items.py", *argv])
+    assert top_items.main(argv) == 0
+    with open(items, newline="") as f:
+        top = {row["user"]: row["items"].split() for row in csv.DictReader(f)}
+    with open(ranks, newline="") as f:
+        rank = {row["user"]: int(row["rank"]) for row in csv.DictReader(f)}
+    assert top.keys() == rank.keys() and all(len(v) == 10 for v in top.values())
+    hits = [u for u, r in rank.items() if r >= 1]
+    assert hits, "the check needs some hits"
+    for user in hits:  # the held-out (test) item is the user's last one, at the rank the rank file says
+        assert top[user][rank[user] - 1] == user_sequence(int(user[1:]))[-1]
+    assert top_items.main(["--model=SASRec", "--eval_only"]) == 2  # no --items_file or --rank_file
+
+
+def test_top_items_summary_counts_what_sits_at_rank_1(top_items, tmp_path, capsys) -> None:
+    inter = tmp_path / "d.inter"
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                     + "".join(f"u{u}\t{item}\t{t}\n" for u in range(3) for t, item in enumerate("abcd" + "xyz"[u])))
+    (tmp_path / "d.item").write_text("item_id:token\ttitle:token_seq\na\tA thing\nx\tAn x\n")
+    items, ranks = tmp_path / "top.csv", tmp_path / "ranks.csv"
+    items.write_text("user,items\nu0,x a b\nu1,x b a\nu2,a x b\n")
+    ranks.write_text("user,rank\nu0,1\nu1,0\nu2,2\n")  # test items: x, y, z; u0's rank-1 x is its test item
+    assert top_items.main(["--summary", "--inter", str(inter), f"M={items},{ranks}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Users: 3. Distinct rank-1 items: M 2.")
+    # x: rank 1 for u0 and u1, u0's test item; validation targets are d (all three users), test targets x, y, z
+    assert "| M | x | 2 | 1 | 0 | 1 | 0 | An x |" in out and "| M | a | 1 | 0 | 0 | 0 | 3 | A thing |" in out
+    assert top_items.main(["--summary", f"M={items},{ranks}"]) == 2  # no --inter
