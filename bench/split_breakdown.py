@@ -41,17 +41,22 @@ LENGTH_EDGES = (5, 6, 7, 9, 13)  # groups 5, 6, 7–8, 9–12, ≥ 13 interactio
 SPLITS = ("valid", "test")
 
 
+def read_atomic(path: str) -> tuple[list[str], list[list[str]]]:
+    """An atomic file's field names (without their ``:type``) and its rows."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        return [name.split(":")[0] for name in next(reader)], list(reader)
+
+
 def read_split(path: str) -> dict[str, dict]:
     """``{user: {"valid": item, "test": item, "length": n}}`` and the training popularity of every item, from an
     atomic ``.inter`` file (``user_id``, ``item_id``, ``timestamp`` columns; a one-line error on a bad one)."""
     try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f, delimiter="\t")
-            header = [name.split(":")[0] for name in next(reader)]
-            u, i, t = header.index("user_id"), header.index("item_id"), header.index("timestamp")
-            events: dict[str, list] = defaultdict(list)
-            for row in reader:
-                events[row[u]].append((float(row[t]), row[i]))
+        header, rows = read_atomic(path)
+        u, i, t = header.index("user_id"), header.index("item_id"), header.index("timestamp")
+        events: dict[str, list] = defaultdict(list)
+        for row in rows:
+            events[row[u]].append((float(row[t]), row[i]))
     except (OSError, StopIteration, ValueError, IndexError) as err:
         raise SystemExit(f"error: {path}: not an atomic .inter file with user_id, item_id, timestamp ({err})")
     users, popularity = {}, Counter()

@@ -43,7 +43,8 @@ def write_items(path: str, test_data, items) -> int:
 
 def summary(inter: str, runs: list[str], top: int = 3) -> str:
     """Markdown: each run's ``top`` most frequent rank-1 items (``runs``: ``NAME=ITEMS.csv,RANKS.csv``)."""
-    from split_breakdown import read_split
+    from paired_bootstrap import read_ranks
+    from split_breakdown import read_atomic, read_split
 
     split = read_split(inter)
     users, popularity = split["users"], split["popularity"]
@@ -52,34 +53,27 @@ def summary(inter: str, runs: list[str], top: int = 3) -> str:
     titles: dict[str, str] = {}
     item_file = Path(inter).with_suffix(".item")
     if item_file.is_file():
-        with open(item_file, newline="") as f:
-            reader = csv.reader(f, delimiter="\t")
-            header = [name.split(":")[0] for name in next(reader)]
-            if "title" in header:
-                t = header.index("title")
-                titles = {row[0]: row[t][:60] for row in reader if len(row) > t}
+        header, rows = read_atomic(str(item_file))
+        if "title" in header:
+            t = header.index("title")
+            titles = {row[0]: row[t][:60] for row in rows if len(row) > t}
     lines = ["| run | rank-1 item | users with it at rank 1 | of them, their test item | valid targets | "
              "test targets | training interactions | title |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    distinct = []
     for text in runs:
         name, _, files = text.partition("=")
         items_path, ranks_path = files.split(",")
         with open(items_path, newline="") as f:
             first = {row["user"]: row["items"].split()[0] for row in csv.DictReader(f)}
-        with open(ranks_path, newline="") as f:
-            rank = {row["user"]: int(row["rank"]) for row in csv.DictReader(f)}
+        rank = read_ranks(ranks_path)
         counts = Counter(first.values())
+        distinct.append(f"{name} {len(counts)}")
         for item, n in counts.most_common(top):
             hit = sum(1 for u, i in first.items() if i == item and rank[u] == 1)
             lines.append(f"| {name} | {item} | {n} | {hit} | {valid_targets[item]} | {test_targets[item]} | "
                          f"{popularity[item]} | {titles.get(item, '')} |")
-    head = (f"Users: {len(users)}. Distinct rank-1 items: "
-            + ", ".join(f"{t.partition('=')[0]} {len(set(_first(t).values()))}" for t in runs) + ".")
+    head = f"Users: {len(users)}. Distinct rank-1 items: {', '.join(distinct)}."
     return head + "\n\n" + "\n".join(lines) + "\n"
-
-
-def _first(text: str) -> dict[str, str]:
-    with open(text.partition("=")[2].split(",")[0], newline="") as f:
-        return {row["user"]: row["items"].split()[0] for row in csv.DictReader(f)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,9 +140,9 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
         logger.info(apply_precision(config))
     _, train_data, valid_data, test_data = load_data(config)
     if rank_file:
-        check_one_row_per_user(test_data, "--rank_file")
+        check_one_row_per_user(test_data, "--rank_file", "test")
     if valid_rank_file:
-        check_one_row_per_user(valid_data, "--valid_rank_file")
+        check_one_row_per_user(valid_data, "--valid_rank_file", "validation")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])

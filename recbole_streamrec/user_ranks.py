@@ -41,12 +41,12 @@ def ranks_from_topk(topk: Tensor) -> Tensor:
     return torch.where(hits.any(dim=1), first, torch.zeros_like(first))
 
 
-def check_one_row_per_user(data, flag: str = "--rank_file") -> None:
-    """A rank file needs one row per user in its split (leave-one-out): a one-line error before any training."""
+def check_one_row_per_user(data, flag: str = "--rank_file", split: str = "test") -> None:
+    """A rank file (``flag``) needs one row per user in its ``split`` (leave-one-out): a one-line error before any
+    training."""
     dataset = data._dataset
     rows, users = len(dataset.inter_feat), len(torch.unique(dataset.inter_feat[dataset.uid_field]))
     if rows != users:
-        split = "validation" if flag == "--valid_rank_file" else "test"
         raise UserError(f"{flag}: the {split} split of {dataset.dataset_name} has {rows} rows for {users} users; "
                         "it needs one row per user (leave-one-out, full ranking)")
 

@@ -238,3 +238,17 @@ def test_top_items_summary_counts_what_sits_at_rank_1(top_items, tmp_path, capsy
     # x: rank 1 for u0 and u1, u0's test item; validation targets are d (all three users), test targets x, y, z
     assert "| M | x | 2 | 1 | 0 | 1 | 0 | An x |" in out and "| M | a | 1 | 0 | 0 | 0 | 3 | A thing |" in out
     assert top_items.main(["--summary", f"M={items},{ranks}"]) == 2  # no --inter
+
+
+def test_a_rank_file_needs_one_row_per_user_and_names_its_split() -> None:
+    import types
+
+    from recbole_streamrec.user_ranks import check_one_row_per_user
+
+    # an inter_feat of three rows, user 1 twice (a dict whose len() is its rows, as RecBole's Interaction)
+    rows = type("Rows", (dict,), {"__len__": lambda self: 3})({"user_id": torch.tensor([1, 1, 2])})
+    data = types.SimpleNamespace(_dataset=types.SimpleNamespace(inter_feat=rows, uid_field="user_id", dataset_name="d"))
+    with pytest.raises(UserError, match=r"^--valid_rank_file: the validation split of d has 3 rows for 2 users"):
+        check_one_row_per_user(data, "--valid_rank_file", "validation")
+    with pytest.raises(UserError, match=r"^--rank_file: the test split of d has 3 rows for 2 users"):
+        check_one_row_per_user(data)
