@@ -2,7 +2,7 @@
 
     python bench/top_items.py --items_file=top.csv --model=… --checkpoint_tag=… [run options] --eval_only \
         --rank_file=ranks.csv
-    python bench/top_items.py --summary --inter DATA/ds/ds.inter NAME=top.csv,ranks.csv [NAME=…]   # what sits at rank 1
+    python bench/top_items.py --summary --inter DATA/ds/ds.inter NAME=top.csv,ranks.csv [NAME=…]  # rank-1 items
 
 Takes the arguments of ``run_recbole_streamrec.py`` (``--eval_only`` and ``--rank_file`` are required) plus
 ``--items_file``: a CSV with one row per test user (``user``, ``items``: the top-10 item tokens, best first,
