@@ -32,6 +32,8 @@
 #   stage 1 (saved/STREAMRec-<DATASET>-<tag>-pretrain.pth and -pi_ref.pth, which the learned job writes) instead of
 #   training their own, which with the same configuration and seed would be the same PT_SHARE seconds: they run
 #   stages [sft, rl] (pure_rl [rl]) with their usual SFT and GRPO budgets. Give the same settings as that run.
+#   A learned job run with FROM_PT (another tag than its own, e.g. a run of stages [pretrain] alone) starts from that
+#   stage 1 too, so that every STREAM-Rec job of the folder shares one stage 1.
 set -uo pipefail
 
 OUT=${1:?usage: bash bench/equal_budget.sh OUT_DIR [DATA_PATH]}
@@ -70,7 +72,7 @@ if [ -n "${FROM_PT:-}" ]; then  # stage 1 of an earlier run: checked before anyt
     done
     from_pt=(--init_checkpoint="$stage1-pretrain.pth" --reference_checkpoint="$stage1-pi_ref.pth")
     sft_rl=("--stages=[sft,rl]") only_rl=("--stages=[rl]")
-    say "constant, none and pure_rl start from $FROM_PT's stage 1 (${from_pt[*]})"
+    say "the STREAM-Rec jobs start from $FROM_PT's stage 1 (${from_pt[*]})"
 fi
 python - <<'EOF' 2>&1 | tee -a "$OUT/machine.txt"
 import os, platform, torch
@@ -110,7 +112,7 @@ run_job() {  # name, then its own arguments
 for job in $JOBS; do
     case $job in
         tiger) run_job tiger --model=TIGER "${budgeted[@]}" --time_budget="$BUDGET" & ;;
-        learned) run_job learned "${stream[@]}" --checkpoint_tag=learned & ;;
+        learned) run_job learned "${stream[@]}" "${from_pt[@]}" "${sft_rl[@]}" --checkpoint_tag=learned & ;;
         constant) run_job constant "${stream[@]}" "${from_pt[@]}" "${sft_rl[@]}" --reasoning_trace=constant \
                       --checkpoint_tag=constant & ;;
         none) run_job none "${stream[@]}" "${from_pt[@]}" "${sft_rl[@]}" --reasoning_steps=0 --checkpoint_tag=none & ;;

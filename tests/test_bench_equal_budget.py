@@ -72,6 +72,19 @@ def test_from_pt_starts_the_ablations_from_an_earlier_stage_1(tmp_path, learned_
     assert "init_checkpoint" not in job_call(calls, "tiger")  # TIGER has no stage 1 to share
 
 
+def test_from_pt_starts_a_learned_job_from_that_stage_1_too(tmp_path, learned_stage_1) -> None:
+    """Without FROM_PT the learned job trains its own stage 1; with it, every STREAM-Rec job shares that one."""
+    done, calls = run_script(tmp_path, JOBS="learned")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--stages" not in job_call(calls, "learned") and "init_checkpoint" not in job_call(calls, "learned")
+    (tmp_path / "from").mkdir()
+    done, calls = run_script(tmp_path / "from", JOBS="learned", FROM_PT="learned")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = job_call(calls, "learned")
+    assert "--stages=[sft,rl]" in line and "--checkpoint_tag=learned" in line
+    assert f"--init_checkpoint=saved/STREAMRec-{DATASET}-learned-pretrain.pth" in line
+
+
 def test_from_pt_without_its_checkpoints_stops_before_anything_runs(tmp_path) -> None:
     done, calls = run_script(tmp_path, JOBS="constant", FROM_PT="no-such-run")
     assert done.returncode == 2
