@@ -1,8 +1,9 @@
 #!/bin/bash
 # The test top-10 lists of the SFT and GRPO models of ../ (checkpoints in saved/ from ../run.sh), then what takes
-# rank 1. Run from the repository root.
+# rank 1. Run from the repository root. RUN_DIR: another folder whose learned job left the checkpoints (its files
+# go to RUN_DIR/top-items/).
 set -euo pipefail
-O=docs/results/amazon2018-scientific-cpu/grpo-validation-1200s
+O=${RUN_DIR:-docs/results/amazon2018-scientific-cpu/grpo-validation-1200s}
 D=${DATA_PATH:-../shared/data}
 for st in sft rl; do
   python bench/top_items.py --items_file=$O/top-items/top10-$st.csv --model=STREAMRec --dataset=amazon2018-scientific \
