@@ -21,12 +21,12 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_streamrec.config import Config
 from recbole_streamrec.data.atomic_files import check_atomic_files, check_split
 from recbole_streamrec.data.batching import bucketed, length_sorted
-from recbole_streamrec.popularity import floor_line, popularity_floor
-from recbole_streamrec.trainer.checkpoint import plain_results
 from recbole_streamrec.distributed import free_port, is_distributed, is_main, leave_process_group, sharded_eval
 from recbole_streamrec.errors import UserError
-from recbole_streamrec.user_ranks import TopkRecorder, check_one_row_per_user, write_ranks
+from recbole_streamrec.popularity import floor_line, popularity_floor
+from recbole_streamrec.trainer.checkpoint import plain_results
 from recbole_streamrec.trainer.recipe import apply_precision, apply_threads, physical_cores
+from recbole_streamrec.user_ranks import TopkRecorder, check_one_row_per_user, write_ranks
 from recbole_streamrec.utils import get_model, get_trainer
 
 
@@ -123,43 +123,19 @@ def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
 def run_config(config: Config, saved: bool = True, resume: bool = False, eval_only: bool = False,
                rank_file: Optional[str] = None, valid_rank_file: Optional[str] = None) -> dict[str, Any]:
     """:func:`run` for a built ``config`` in this process (one rank of a data-parallel run, or the only one)."""
-    init_seed(config["seed"], config["reproducibility"])
-    if is_main():
-        init_logger(config)
-        logging.getLogger("recbole_streamrec").setLevel(logging.INFO)
-    else:  # only rank 0 writes the log; the other ranks report errors
-        logging.basicConfig(level=logging.ERROR)
-        logging.getLogger("recbole_streamrec").setLevel(logging.ERROR)
-    logger = getLogger()
-    logger.info(config)
-    threads = config["threads"]
-    if threads is None and not config["single_spec"] and config["device"].type == "cpu":
-        threads = max(1, physical_cores() // (config["nproc"] or 1))  # the machine's cores shared by its ranks
-    logger.info(apply_threads(threads))
-    if config["precision"] is not None:  # the generative models' key; baselines keep RecBole's enable_amp
-        logger.info(apply_precision(config))
+    start_process(config)
     _, train_data, valid_data, test_data = load_data(config)
     if rank_file:
         check_one_row_per_user(test_data, "--rank_file", "test")
     if valid_rank_file:
         check_one_row_per_user(valid_data, "--valid_rank_file", "validation")
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(net)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    if hasattr(trainer, "test_data"):
-        trainer.test_data = test_data  # staged trainers also test after each stage
-    if resume:
-        resume_file = trainer.last_checkpoint_file
-        if os.path.isfile(resume_file) or hasattr(trainer, "stage_results"):  # staged: one file per stage
-            trainer.resume_checkpoint(resume_file)
-        else:
-            logger.warning(f"--resume: no checkpoint at {resume_file}; starting from scratch")
+    trainer = build_trainer(config, train_data, test_data, resume)
+    logger = getLogger()
 
     recorder = None
     if rank_file or valid_rank_file:
         recorder = trainer.evaluator = TopkRecorder(trainer.evaluator)
+    train_seconds = None
     if eval_only:
         best_valid_result = trainer.evaluate(valid_data, load_best_model=True, show_progress=config["show_progress"])
         best_valid_score = best_valid_result[config["valid_metric"].lower()]
@@ -195,15 +171,58 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
         "model": config["model"], "dataset": config["dataset"],
         "best_valid_score": best_valid_score, "valid_result": best_valid_result, "test_result": test_result,
     }
-    if not eval_only:
+    if train_seconds is not None:
         result["train_seconds"] = train_seconds  # wall clock of fit: training and validation, all stages
     if floor is not None:
         result["pop_test_result"] = floor
+    return {**result, **training_facts(trainer, trained=not eval_only)}
+
+
+def start_process(config: Config) -> None:
+    """Seed, logging (rank 0 writes the log), torch threads and precision; the last two say what they chose."""
+    init_seed(config["seed"], config["reproducibility"])
+    if is_main():
+        init_logger(config)
+        logging.getLogger("recbole_streamrec").setLevel(logging.INFO)
+    else:  # only rank 0 writes the log; the other ranks report errors
+        logging.basicConfig(level=logging.ERROR)
+        logging.getLogger("recbole_streamrec").setLevel(logging.ERROR)
+    logger = getLogger()
+    logger.info(config)
+    threads = config["threads"]
+    if threads is None and not config["single_spec"] and config["device"].type == "cpu":
+        threads = max(1, physical_cores() // (config["nproc"] or 1))  # the machine's cores shared by its ranks
+    logger.info(apply_threads(threads))
+    if config["precision"] is not None:  # the generative models' key; baselines keep RecBole's enable_amp
+        logger.info(apply_precision(config))
+
+
+def build_trainer(config: Config, train_data, test_data, resume: bool):
+    """The model (seeded per rank) and its trainer; with ``resume``, continued from the run's last checkpoint."""
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    getLogger().info(net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if hasattr(trainer, "test_data"):
+        trainer.test_data = test_data  # staged trainers also test after each stage
+    if resume:
+        resume_file = trainer.last_checkpoint_file
+        if os.path.isfile(resume_file) or hasattr(trainer, "stage_results"):  # staged: one file per stage
+            trainer.resume_checkpoint(resume_file)
+        else:
+            getLogger().warning(f"--resume: no checkpoint at {resume_file}; starting from scratch")
+    return trainer
+
+
+def training_facts(trainer, trained: bool) -> dict[str, Any]:
+    """A staged trainer's per-stage results, and the training clock (no validation) of a run that ``trained``:
+    ``training_seconds``, what ``time_budget`` counts, and ``stage_training_seconds`` per stage."""
+    facts: dict[str, Any] = {}
     if hasattr(trainer, "stage_results"):
-        result["stage_results"] = trainer.stage_results
-    if not eval_only and hasattr(trainer, "trained_seconds"):  # the training clock (no validation): time_budget's
+        facts["stage_results"] = trainer.stage_results
+    if trained and hasattr(trainer, "trained_seconds"):
         stages = getattr(trainer, "stage_seconds", None)
-        result["training_seconds"] = round(sum(stages.values()) if stages else trainer.trained_seconds, 3)
+        facts["training_seconds"] = round(sum(stages.values()) if stages else trainer.trained_seconds, 3)
         if stages:
-            result["stage_training_seconds"] = {stage: round(s, 3) for stage, s in stages.items()}
-    return result
+            facts["stage_training_seconds"] = {stage: round(s, 3) for stage, s in stages.items()}
+    return facts

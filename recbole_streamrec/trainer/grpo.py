@@ -44,7 +44,7 @@ from recbole_streamrec.model.rewards import (
     REWARD_NAMES, combine_rewards, exact_match_reward, format_reward, group_advantages, grpo_loss,
     per_reward_advantages, reward_statistics, similarity_reward, thinking_likelihood_reward, thinking_ranking_reward,
 )
-from recbole_streamrec.model.streamrec import ITEM_DECODINGS
+from recbole_streamrec.model.streamrec_decoding import ITEM_DECODINGS
 from recbole_streamrec.tokenizer.codes import tokens_to_codes
 
 TRACE_REWARDS = ("thinking_likelihood", "thinking_ranking", "similarity")  # rl_credit: split
