@@ -135,7 +135,6 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
     recorder = None
     if rank_file or valid_rank_file:
         recorder = trainer.evaluator = TopkRecorder(trainer.evaluator)
-    train_seconds = None
     if eval_only:
         best_valid_result = trainer.evaluate(valid_data, load_best_model=True, show_progress=config["show_progress"])
         best_valid_score = best_valid_result[config["valid_metric"].lower()]
@@ -171,7 +170,7 @@ def run_config(config: Config, saved: bool = True, resume: bool = False, eval_on
         "model": config["model"], "dataset": config["dataset"],
         "best_valid_score": best_valid_score, "valid_result": best_valid_result, "test_result": test_result,
     }
-    if train_seconds is not None:
+    if not eval_only:
         result["train_seconds"] = train_seconds  # wall clock of fit: training and validation, all stages
     if floor is not None:
         result["pop_test_result"] = floor

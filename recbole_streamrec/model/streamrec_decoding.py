@@ -10,8 +10,8 @@ model's reasoning keys and helpers (``n_reasoning``, ``step_codes``, ``separated
 * **Inference** (``reasoning_decoding``): ``greedy`` / ``sample`` / ``beam`` commit to one trace of
   ``inference_reasoning_steps`` tokens, then beam-search the item's codes; ``joint`` (default) keeps a beam of
   traces and scores an item by its marginal over them; ``oracle`` feeds the target's own annotation (an upper
-  bound). After stage 1 the prefix is the 2·m free neighbour tokens; ``direct_inference`` evaluates the direct
-  decoder with no prefix (TIGER).
+  bound). After stage 1 the prefix is the k·m neighbour codes (k = ``pt_neighbours``); ``direct_inference``
+  evaluates the direct decoder with no prefix (TIGER).
 * **GRPO** (stage 3; the algorithm is in :mod:`recbole_streamrec.trainer.grpo`): sampled rollouts with
   level-restricted, free or trie-constrained item tokens, ranked beam rollouts, and the log-probabilities the
   policy-gradient step and the rewards need.
