@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from logging import getLogger
 from typing import Any, Optional
 
@@ -108,6 +109,11 @@ def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
     except UserError as err:
         if local_rank == 0:
             queue.put(err)
+        raise
+    except BaseException:
+        # torch reports only the first rank to exit; the one that failed first may be another (a rank whose
+        # peer died sees only "Connection reset by peer"), so every rank says what stopped it
+        print(f"rank {local_rank} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         raise
     if local_rank == 0:
         queue.put(result)
