@@ -168,5 +168,6 @@ def test_two_process_streamrec_pipeline_and_resume(odd_root: Path, one_process, 
     assert list(result["stage_results"]) == ["pretrain", "sft", "rl"]
     for stage in result["stage_results"].values():
         assert set(stage) == {"valid", "test"} and 0 <= stage["test"]["ndcg@10"] <= 1
-    resumed = run_ranks(odd_root, "STREAMRec", DATASET, config_dict=config, resume=True)  # every stage finished: all restored
+    # every stage finished: all restored
+    resumed = run_ranks(odd_root, "STREAMRec", DATASET, config_dict=config, resume=True)
     assert resumed["stage_results"] == result["stage_results"]
