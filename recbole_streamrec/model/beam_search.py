@@ -25,6 +25,30 @@ def _level_slice(logprobs: Tensor, level: int, codebook_size: int) -> Tensor:
     return logprobs[..., start : start + codebook_size]
 
 
+def _first_level(first_logprobs: Tensor, trie: PrefixTrie, width: int, beam: int) -> tuple[Tensor, ...]:
+    """Level 0 of the search: the ``beam`` best first codes of each user's ``W·K`` continuations.
+
+    Returns scores, trie prefixes (−1 for a dead beam), the starting sequence each beam follows (``0..W−1``) and
+    its code, all ``[B, beam]``.
+    """
+    k = trie.codebook_size
+    batch = first_logprobs.shape[0] // width
+    root = torch.zeros(batch * width, dtype=torch.long, device=first_logprobs.device)  # every sequence at the root
+    children = trie.step(0, root).view(batch, width * k)  # [B, W·K]
+    logp = _level_slice(first_logprobs.float(), 0, k).reshape(batch, width * k).masked_fill(children < 0, float("-inf"))
+    if beam > width * k:
+        # Level 0 has only W·K candidates: the beams beyond them start dead (-inf, no prefix) and the
+        # later levels (beam·K candidates) fill them. Capping the beam at W·K instead would return fewer
+        # than ``beam_size`` items whenever beam_size > W·codebook_size.
+        pad = beam - width * k
+        logp = torch.cat([logp, logp.new_full((batch, pad), float("-inf"))], dim=1)  # [B, beam]
+        children = torch.cat([children, children.new_full((batch, pad), -1)], dim=1)
+    scores, flat = logp.topk(beam, dim=-1)  # [B, beam]
+    prefix = children.gather(1, flat).masked_fill(scores == float("-inf"), -1)
+    origin = (flat // k).clamp(max=width - 1)  # which starting sequence; a padded (dead) beam takes the last
+    return scores, prefix, origin, flat % k  # a padded beam still has a valid code to feed
+
+
 @torch.no_grad()
 def constrained_beam_search(
     step: StepFn,
@@ -53,30 +77,14 @@ def constrained_beam_search(
         log-probabilities, −inf for a dead beam), best first; with ``return_origins`` also the starting
         sequence of each, ``[B, beam]`` in ``0..W−1``.
     """
-    width, k = beams_per_user, trie.codebook_size
+    width, k, beam = beams_per_user, trie.codebook_size, beam_size
     batch = first_logprobs.shape[0] // width
-    beam = beam_size
-    # level 0: every sequence starts at the root prefix (id 0)
-    root = torch.zeros(batch * width, dtype=torch.long, device=first_logprobs.device)
-    children = trie.step(0, root).view(batch, width * k)  # [B, W·K]
-    logp = _level_slice(first_logprobs.float(), 0, k).reshape(batch, width * k).masked_fill(children < 0, float("-inf"))
-    if beam > width * k:
-        # Level 0 has only W·K candidates: the beams beyond them start dead (-inf, no prefix) and the
-        # later levels (beam·K candidates) fill them. Capping the beam at W·K instead would return fewer
-        # than ``beam_size`` items whenever beam_size > W·codebook_size.
-        pad = beam - width * k
-        logp = torch.cat([logp, logp.new_full((batch, pad), float("-inf"))], dim=1)  # [B, beam]
-        children = torch.cat([children, children.new_full((batch, pad), -1)], dim=1)
-    scores, flat = logp.topk(beam, dim=-1)  # [B, beam]
-    prefix = children.gather(1, flat).masked_fill(scores == float("-inf"), -1)
-    origin = (flat // k).clamp(max=width - 1)  # which starting sequence; a padded (dead) beam takes the last
-    sources = origin  # [B, beam]: the starting sequence each beam follows
-    codes = flat % k  # a padded beam still has a valid token to feed
+    scores, prefix, sources, codes = _first_level(first_logprobs, trie, width, beam)
     if width == 1:
         state.expand(beam)
     else:
-        start = (torch.arange(batch, device=flat.device) * width).unsqueeze(1)  # [B, 1]
-        state.select((origin + start).reshape(-1))
+        start = (torch.arange(batch, device=codes.device) * width).unsqueeze(1)  # [B, 1]
+        state.select((sources + start).reshape(-1))
     offsets = (torch.arange(batch, device=codes.device) * beam).unsqueeze(1)  # [B, 1]
     for level in range(1, trie.n_levels):
         tokens = (FIRST_CODE + (level - 1) * k + codes).reshape(-1, 1)  # [B·beam, 1]
