@@ -110,10 +110,11 @@ def _run_rank(local_rank: int, run_kwargs: dict[str, Any], queue) -> None:
         if local_rank == 0:
             queue.put(err)
         raise
-    except BaseException:
+    except Exception:
         # torch reports only the first rank to exit; the one that failed first may be another (a rank whose
         # peer died sees only "Connection reset by peer"), so every rank says what stopped it
-        print(f"rank {local_rank} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        rank = (run_kwargs["config_dict"].get("offset") or 0) + local_rank
+        print(f"rank {rank} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         raise
     if local_rank == 0:
         queue.put(result)

@@ -114,9 +114,9 @@ def test_a_failing_rank_says_what_stopped_it(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(quick_start, "run", fail)
     with pytest.raises(RuntimeError):
-        quick_start._run_rank(1, {"config_dict": {}}, queue=None)
+        quick_start._run_rank(1, {"config_dict": {"offset": 2}}, queue=None)  # this machine's ranks start at 2
     err = capsys.readouterr().err
-    assert err.startswith("rank 1 failed:") and "RuntimeError: rank-local trouble" in err
+    assert err.startswith("rank 3 failed:") and "RuntimeError: rank-local trouble" in err
 
 
 def test_a_gloo_drop_is_retried_once_and_its_log_removed(tmp_path, monkeypatch) -> None:
