@@ -32,8 +32,11 @@ def loss_and_grads(model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_cutting_padding_keeps_the_loss_and_the_gradients(make_tiger, tiny_data) -> None:
-    model, batch = make_tiger().train(), mixed_batch(tiny_data[2])
+@pytest.mark.parametrize("recency", [False, True])
+def test_cutting_padding_keeps_the_loss_and_the_gradients(make_tiger, tiny_data, recency: bool) -> None:
+    model, batch = make_tiger(recency_embedding=recency).train(), mixed_batch(tiny_data[2])
+    if recency:  # non-zero, so a place that moved with the cut would change the loss
+        torch.nn.init.normal_(model.recency_embedding.weight)
     cut_ids, _ = model.history_tokens(batch["item_id_list"], batch["item_length"])
     assert cut_ids.shape[1] == int(batch["item_length"].max()) * model.n_codes + 1 < 20 * model.n_codes + 1
     loss_cut, grads_cut = loss_and_grads(model, batch)

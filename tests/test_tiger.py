@@ -161,6 +161,28 @@ def test_popularity_penalty_lowers_each_beam_item_by_its_training_popularity(mak
     assert tiny_tiger.log_popularity is None  # 0: the paper's scoring, nothing computed
 
 
+def test_recency_counts_each_token_s_item_back_from_the_last(tiny_tiger) -> None:
+    m = tiny_tiger.n_codes  # 4
+    places = tiny_tiger.recency(3 * m + 2, torch.tensor([3, 1]))
+    assert places[0].tolist() == [3] * m + [2] * m + [1] * m + [0, 0], "EOS and padding: 0"
+    assert places[1].tolist() == [1] * m + [0] * (2 * m + 2)
+
+
+def test_recency_embedding_starts_as_the_model_without_it(make_tiger, tiny_tiger, tiny_batch) -> None:
+    model = make_tiger(recency_embedding=True)  # same seed
+    assert tiny_tiger.recency_embedding is None and not model.recency_embedding.weight.any()
+    torch.testing.assert_close(model.full_sort_predict(tiny_batch), tiny_tiger.full_sort_predict(tiny_batch))
+
+
+def test_recency_embedding_learns_the_places_a_batch_uses(make_tiger, tiny_data) -> None:
+    model = make_tiger(recency_embedding=True).train()
+    batch = tiny_data[2]._dataset.inter_feat[:48]
+    model.calculate_loss(batch).backward()
+    moved = model.recency_embedding.weight.grad.abs().sum(dim=1) > 0  # [max_len + 1]
+    used = set(batch["item_length"].tolist()) | {0}
+    assert [i for i in range(len(moved)) if moved[i]] == list(range(max(used) + 1)), "every place up to the longest"
+
+
 def test_full_sort_predict_and_predict(tiny_tiger, tiny_batch) -> None:
     model = tiny_tiger
     full = model.full_sort_predict(tiny_batch)

@@ -1,7 +1,8 @@
 """Shared base of the generative recommenders: semantic IDs, the T5 backbone, and trie-constrained inference.
 
 A user's history (RecBole's ``item_id_list``, the last ≤ ``MAX_ITEM_LIST_LENGTH`` items) becomes the codes
-of those items, flattened, plus EOS (SPEC §3). Items are scored by constrained beam search (SPEC §4):
+of those items, flattened, plus EOS (SPEC §3); with ``recency_embedding`` (not in the paper) each encoder token also
+gets a learned embedding of its item's position counted from the most recent one. Items are scored by constrained beam search (SPEC §4):
 ``full_sort_predict`` returns ``[B, n_items]`` sequence log-probabilities, −inf outside the beam; with
 ``popularity_penalty`` a > 0 each beam item's score is lowered by a·log(1 + its count as a training target), a
 correction for the beam's bias toward popular items (off by default: the paper's scoring).
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_streamrec.data.semantic_ids import semantic_ids
@@ -66,6 +67,11 @@ class GenerativeRecommender(SequentialRecommender):
         self.trie = PrefixTrie(codes.numpy(), codebook_size=self.codebook_size)
         self.t5 = build_t5(config, self.n_codes + self.extra_token_levels(config))
         self.d_model = config["d_model"]
+        self.recency_embedding = None
+        if "recency_embedding" in config and config["recency_embedding"]:
+            # zero at the start (built without drawing random numbers): the model starts as the one without it
+            self.recency_embedding = nn.Embedding(self.max_seq_length + 1, self.d_model,
+                                                  _weight=torch.zeros(self.max_seq_length + 1, self.d_model))
         self.full_padding = False  # True pads every history to MAX_ITEM_LIST_LENGTH (the old path; benchmarks, tests)
 
     def extra_token_levels(self, config) -> int:
@@ -103,11 +109,22 @@ class GenerativeRecommender(SequentialRecommender):
         ids.scatter_(1, (item_seq_len * self.n_codes).unsqueeze(1), EOS)
         return ids, (ids != PAD).long()
 
+    def recency(self, n_tokens: int, item_seq_len: Tensor) -> Tensor:
+        """``[B, S]`` index of each encoder token's item counted from the most recent one: 1 for the last item's
+        codes, ``len`` for the first's, 0 for EOS and padding (independent of the padding cut)."""
+        item_index = torch.arange(n_tokens, device=item_seq_len.device) // self.n_codes  # [S]
+        return (item_seq_len.unsqueeze(1) - item_index).clamp(min=0)  # [B, S]
+
     def encode(self, interaction) -> tuple[Tensor, Tensor]:
         """Encoder states ``[B, S, d]`` and mask ``[B, S]`` for a batch of histories."""
-        ids, mask = self.history_tokens(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        hidden = self.t5.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        return hidden, mask
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        ids, mask = self.history_tokens(interaction[self.ITEM_SEQ], item_seq_len)
+        if self.recency_embedding is None:
+            return self.t5.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+        # T5's position bias is relative and its cross-attention has no positions at all: tell every token how
+        # far back its item is, so the decoder can find the latest items by content
+        embeds = self.t5.encoder.embed_tokens(ids) + self.recency_embedding(self.recency(ids.shape[1], item_seq_len))
+        return self.t5.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state, mask
 
     # ---- decoder side -------------------------------------------------------------------------------
     def logits(self, hidden: Tensor) -> Tensor:
