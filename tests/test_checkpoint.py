@@ -191,3 +191,21 @@ def test_streamrec_starts_from_a_trained_tiger(make_config, tiny_data, tmp_path)
     wider = new_trainer(make_config("STREAMRec", **{**keys, "d_model": 48, "d_kv": 12}), train)
     with pytest.raises(UserError, match=r"TIGER-tiny\.pth does not fit this model \(first mismatch: "):
         wider.fit(train, valid, saved=True, show_progress=False)
+    # a key on one side only: refused both ways, never dropped in silence
+    recent = new_trainer(make_config("STREAMRec", **{**keys, "recency_embedding": True}), train)
+    with pytest.raises(UserError, match=r"first mismatch: recency_embedding\.weight\).*another recency_embedding"):
+        recent.fit(train, valid, saved=True, show_progress=False)
+    recent_tiger = new_trainer(make_config("TIGER", epochs=1, recency_embedding=True,
+                                           checkpoint_dir=str(tmp_path / "r")), train)
+    recent_tiger.fit(train, valid, saved=True, show_progress=False)
+    plain = new_trainer(make_config("STREAMRec", **{**keys, "init_checkpoint": recent_tiger.saved_model_file}), train)
+    with pytest.raises(UserError, match=r"first mismatch: recency_embedding\.weight\)"):
+        plain.fit(train, valid, saved=True, show_progress=False)
+    both = new_trainer(make_config("STREAMRec", **{**keys, "recency_embedding": True,
+                                                   "checkpoint_dir": str(tmp_path / "b"),
+                                                   "init_checkpoint": recent_tiger.saved_model_file}), train)
+    both.fit(train, valid, saved=True, show_progress=False)
+    trained = load_weights_only(recent_tiger.saved_model_file)["state_dict"]["recency_embedding.weight"]
+    assert trained.any(), "one TIGER epoch moves it off zero"
+    torch.testing.assert_close(load_checkpoint(both._reference_file())["state_dict"]["recency_embedding.weight"],
+                               trained, atol=0, rtol=0)

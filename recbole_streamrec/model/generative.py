@@ -1,11 +1,11 @@
 """Shared base of the generative recommenders: semantic IDs, the T5 backbone, and trie-constrained inference.
 
 A user's history (RecBole's ``item_id_list``, the last ≤ ``MAX_ITEM_LIST_LENGTH`` items) becomes the codes
-of those items, flattened, plus EOS (SPEC §3); with ``recency_embedding`` (not in the paper) each encoder token also
-gets a learned embedding of its item's position counted from the most recent one. Items are scored by constrained beam search (SPEC §4):
-``full_sort_predict`` returns ``[B, n_items]`` sequence log-probabilities, −inf outside the beam; with
-``popularity_penalty`` a > 0 each beam item's score is lowered by a·log(1 + its count as a training target), a
-correction for the beam's bias toward popular items (off by default: the paper's scoring).
+of those items, flattened, plus EOS (SPEC §3); with ``recency_embedding`` (not in the paper) each encoder token
+also gets a learned embedding of its item's place counted back from the most recent one. Items are scored by
+constrained beam search (SPEC §4): ``full_sort_predict`` returns ``[B, n_items]`` sequence log-probabilities, −inf
+outside the beam; with ``popularity_penalty`` a > 0 each beam item's score is lowered by a·log(1 + its count as a
+training target), a correction for the beam's bias toward popular items (off by default: the paper's scoring).
 """
 
 from __future__ import annotations

@@ -373,11 +373,14 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         TIGER's encoder, embeddings and decoder become the encoder, E and both decoders (the direct decoder is
         what stage 1 trains on TIGER's task, and the reasoning decoder takes it at the hand-over anyway); MLP_r
         and MLP_s keep their initialisation, and so do the collaborative trace's tokens (rows after TIGER's
-        vocabulary). A key TIGER lacks, or a shape that differs, raises ``KeyError`` /
-        ``ValueError`` naming it.
+        vocabulary). A key TIGER lacks, a TIGER key this model has no place for (e.g. ``recency_embedding`` on
+        one side only), or a shape that differs, raises ``KeyError`` / ``ValueError`` naming it.
         """
         own = self.state_dict()
         state = dict(own)
+        unused = sorted(set(tiger_state) - set(own))
+        if unused:
+            raise KeyError(unused[0])
         for key in own:
             source = "t5.decoder." + key[len("direct_decoder."):] if key.startswith("direct_decoder.") else key
             if source not in tiger_state:

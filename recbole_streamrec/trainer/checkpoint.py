@@ -117,8 +117,8 @@ class SafeCheckpointMixin(DDPMixin):
             if wrong:
                 raise KeyError(wrong[0])
         except (KeyError, ValueError) as error:
-            raise UserError(f"init_checkpoint {path} does not fit this model (first mismatch: {error.args[0]}); "
-                            "was it made with other T5 sizes or other semantic IDs?") from None
+            raise UserError(f"init_checkpoint {path} does not fit this model (first mismatch: {error.args[0]}); was "
+                            "it made with other T5 sizes, other semantic IDs or another recency_embedding?") from None
         restore_model(self.model, {**checkpoint, "state_dict": theirs})
         self.logger.info(f"initialised from {path} ({source}; weights only: optimiser, schedule and early "
                          "stopping start afresh)")
