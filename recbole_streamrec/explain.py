@@ -80,7 +80,7 @@ def main(argv: Optional[list[str]] = None) -> str:
 
     from recbole_streamrec.config import config_from_args
     from recbole_streamrec.quick_start import load_data
-    from recbole_streamrec.trainer.checkpoint import load_checkpoint
+    from recbole_streamrec.trainer.checkpoint import load_checkpoint, restore_model
     from recbole_streamrec.utils import get_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> str:
     init_seed(config["seed"], config["reproducibility"])
     dataset, train, _, test = load_data(config)
     model = get_model(model_name)(config, train._dataset)
-    model.load_state_dict(checkpoint["state_dict"])
+    restore_model(model, checkpoint, args.checkpoint)
     if hasattr(model, "set_stage"):
         model.set_stage(checkpoint.get("stage") or "sft")
     model = model.to(config["device"]).eval()

@@ -125,6 +125,22 @@ def test_a_fresh_trainer_evaluates_a_checkpoint_of_a_model_with_other_parameters
     assert fresh.evaluate(valid, load_best_model=True) == expected
 
 
+def test_weights_that_do_not_fit_are_named_on_evaluate_and_resume(make_config, tiny_data, tmp_path):
+    """``--eval_only`` or ``--resume`` with a config that builds another model: one line naming file and key."""
+    from recbole_streamrec.errors import UserError
+
+    _, _, train, valid, _ = tiny_data
+    trained = new_trainer(make_config("TIGER", epochs=1, recency_embedding=True, checkpoint_dir=str(tmp_path)), train)
+    trained.fit(train, valid, saved=True, show_progress=False)
+    plain = new_trainer(make_config("TIGER", epochs=1, checkpoint_dir=str(tmp_path)), train)
+    assert plain.saved_model_file == trained.saved_model_file, "the same run name, the key forgotten"
+    with pytest.raises(UserError, match=r"TIGER-tiny\.pth does not fit this model \(first mismatch: "
+                                        r"recency_embedding\.weight\)"):
+        plain.evaluate(valid, load_best_model=True)
+    with pytest.raises(UserError, match=r"TIGER-tiny-last\.pth does not fit this model"):
+        plain.resume_checkpoint(trained.last_checkpoint_file)
+
+
 def test_tiger_init_checkpoint_starts_a_new_run_from_the_weights_only(make_config, tiny_data, tmp_path, trained_epochs):
     """``init_checkpoint``: another run's weights, a fresh optimiser and epoch counter; wrong files are named."""
     from recbole_streamrec.errors import UserError

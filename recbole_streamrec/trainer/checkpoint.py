@@ -17,7 +17,7 @@ file is written, so any rank may read it next (the ranks' weights are the same: 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from recbole.utils import set_color
@@ -89,7 +89,7 @@ class SafeCheckpointMixin(DDPMixin):
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint["best_valid_result"]
-        restore_model(self.model, checkpoint)
+        restore_model(self.model, checkpoint, resume_file)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.restore_training_state(checkpoint)
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
@@ -113,12 +113,11 @@ class SafeCheckpointMixin(DDPMixin):
                 theirs = self.model.state_from_tiger(theirs)
             elif source != self.config["model"]:
                 raise UserError(f"init_checkpoint {path} holds a {source} model, not {self.config['model']}")
-            wrong = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k].shape != theirs[k].shape]
+            wrong = first_mismatch(own, theirs)
             if wrong:
-                raise KeyError(wrong[0])
+                raise KeyError(wrong)
         except (KeyError, ValueError) as error:
-            raise UserError(f"init_checkpoint {path} does not fit this model (first mismatch: {error.args[0]}); was "
-                            "it made with other T5 sizes, other semantic IDs or another recency_embedding?") from None
+            raise UserError(misfit(f"init_checkpoint {path}", error.args[0])) from None
         restore_model(self.model, {**checkpoint, "state_dict": theirs})
         self.logger.info(f"initialised from {path} ({source}; weights only: optimiser, schedule and early "
                          "stopping start afresh)")
@@ -131,13 +130,34 @@ class SafeCheckpointMixin(DDPMixin):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
             path = model_file or self.saved_model_file
-            restore_model(self.model, load_checkpoint(path, self.device))
+            restore_model(self.model, load_checkpoint(path, self.device), path)
             self.logger.info(f"Loading model structure and parameters from {path}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
 
-def restore_model(model: torch.nn.Module, checkpoint: dict) -> None:
-    """Load a checkpoint's weights and the attributes RecBole keeps beside them (``other_parameter``)."""
+def first_mismatch(own: dict, theirs: dict) -> Optional[str]:
+    """The first key of two state dicts that only one has or whose shapes differ; ``None`` when they fit."""
+    wrong = sorted(set(own) ^ set(theirs)) or [key for key in own if own[key].shape != theirs[key].shape]
+    return wrong[0] if wrong else None
+
+
+def misfit(what: str, key: str) -> str:
+    """The one-line error for a checkpoint ``what`` whose weights do not fit the model built from the config."""
+    return (f"{what} does not fit this model (first mismatch: {key}); was it made with other T5 sizes, other "
+            "semantic IDs or another recency_embedding?")
+
+
+def restore_model(model: torch.nn.Module, checkpoint: dict, path: Optional[str] = None) -> None:
+    """Load a checkpoint's weights and the attributes RecBole keeps beside them (``other_parameter``).
+
+    Weights that do not fit the model (a key on one side only, another shape) are a one-line
+    :class:`~recbole_streamrec.errors.UserError` naming ``path`` and the first such key.
+    """
+    from recbole_streamrec.errors import UserError
+
+    wrong = first_mismatch(model.state_dict(), checkpoint["state_dict"])
+    if wrong:
+        raise UserError(misfit(path or "the checkpoint", wrong))
     model.load_state_dict(checkpoint["state_dict"])
     if checkpoint.get("other_parameter") is not None:
         model.load_other_parameter(checkpoint["other_parameter"])
