@@ -107,18 +107,15 @@ class SafeCheckpointMixin(DDPMixin):
 
         checkpoint = load_checkpoint(path, self.device)
         source = checkpoint.get("model")
-        theirs, own = checkpoint["state_dict"], self.model.state_dict()
-        try:
-            if source == "TIGER" and hasattr(self.model, "state_from_tiger"):
+        theirs = checkpoint["state_dict"]
+        if source == "TIGER" and hasattr(self.model, "state_from_tiger"):
+            try:
                 theirs = self.model.state_from_tiger(theirs)
-            elif source != self.config["model"]:
-                raise UserError(f"init_checkpoint {path} holds a {source} model, not {self.config['model']}")
-            wrong = first_mismatch(own, theirs)
-            if wrong:
-                raise KeyError(wrong)
-        except (KeyError, ValueError) as error:
-            raise UserError(misfit(f"init_checkpoint {path}", error.args[0])) from None
-        restore_model(self.model, {**checkpoint, "state_dict": theirs})
+            except (KeyError, ValueError) as error:
+                raise UserError(misfit(f"init_checkpoint {path}", error.args[0])) from None
+        elif source != self.config["model"]:
+            raise UserError(f"init_checkpoint {path} holds a {source} model, not {self.config['model']}")
+        restore_model(self.model, {**checkpoint, "state_dict": theirs}, f"init_checkpoint {path}")  # checks the fit
         self.logger.info(f"initialised from {path} ({source}; weights only: optimiser, schedule and early "
                          "stopping start afresh)")
         return source
