@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# After run.sh (its best checkpoint in saved/, and that of docs/results/tiger-scientific-paper-es/run.sh):
+#  1. both paper-size TIGERs with each history's most recent item hidden (bench/drop_last_item.py), on test: how
+#     much each uses that item;
+#  2. test and validation NDCG@10 by the target's training popularity and the user's sequence length
+#     (bench/split_breakdown.py), beside the run without the key, the CPU-preset run with it and SASRec;
+#  3. paired bootstraps over the test users: against the run without the key, against SASRec, against the CPU
+#     preset with the key, and the two hidden-item evaluations against each other.
+#   bash docs/results/tiger-scientific-paper-recency/analyse.sh [LEARNING_RATE]
+set -euo pipefail
+LR=${1:-5e-4}
+D=../shared/data
+OUT=docs/results/tiger-scientific-paper-recency
+BASE=docs/results/tiger-scientific-paper-es
+CPU=docs/results/tiger-scientific-cpu-recency
+GAP=docs/results/tiger-valid-test-gap
+RUN=(--model=TIGER --dataset=amazon2018-scientific --data_path=$D --lr_decay_epochs=45 --min_lr_ratio=0.0
+     --stopping_delta=0 --eval_only)
+python bench/drop_last_item.py "${RUN[@]}" --learning_rate="$LR" --recency_embedding=True \
+    --checkpoint_tag="paper-recency-lr$LR" --rank_file=$OUT/ranks-hidden-test-lr$LR.csv \
+    --result_file=$OUT/hidden-lr$LR.json 2>&1 | tee $OUT/hidden-lr$LR.log
+python bench/drop_last_item.py "${RUN[@]}" --checkpoint_tag=paper-es \
+    --rank_file=$OUT/ranks-hidden-test-base.csv --result_file=$OUT/hidden-base.json 2>&1 | tee $OUT/hidden-base.log
+python bench/split_breakdown.py --inter $D/amazon2018-scientific/amazon2018-scientific.inter \
+    TIGER-paper-recency-lr$LR=$OUT/ranks-valid-lr$LR.csv,$OUT/ranks-test-lr$LR.csv \
+    TIGER-paper=$BASE/ranks-valid.csv,$BASE/ranks-test.csv \
+    TIGER-cpu-recency=$CPU/ranks-valid-lr1e-3.csv,$CPU/ranks-test-lr1e-3.csv \
+    SASRec=$GAP/ranks-sasrec-valid.csv,$GAP/ranks-sasrec-test.csv \
+    --out $OUT/breakdown-lr$LR.md --json $OUT/breakdown-lr$LR.json
+python bench/paired_bootstrap.py $BASE/ranks-test.csv $OUT/ranks-test-lr$LR.csv \
+    --names TIGER-paper,TIGER-paper-recency-lr$LR --by_rank --out $OUT/paired-lr$LR.md --json $OUT/paired-lr$LR.json
+python bench/paired_bootstrap.py $GAP/ranks-sasrec-test.csv $OUT/ranks-test-lr$LR.csv \
+    --names SASRec,TIGER-paper-recency-lr$LR --out $OUT/paired-sasrec-lr$LR.md --json $OUT/paired-sasrec-lr$LR.json
+python bench/paired_bootstrap.py $CPU/ranks-test-lr1e-3.csv $OUT/ranks-test-lr$LR.csv \
+    --names TIGER-cpu-recency-lr1e-3,TIGER-paper-recency-lr$LR --out $OUT/paired-cpu-lr$LR.md \
+    --json $OUT/paired-cpu-lr$LR.json
+python bench/paired_bootstrap.py $OUT/ranks-hidden-test-base.csv $OUT/ranks-hidden-test-lr$LR.csv \
+    --names TIGER-paper-hidden,TIGER-paper-recency-lr$LR-hidden --out $OUT/paired-hidden-lr$LR.md \
+    --json $OUT/paired-hidden-lr$LR.json
