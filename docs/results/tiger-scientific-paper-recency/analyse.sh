@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# After run.sh (its best checkpoint in saved/, and that of docs/results/tiger-scientific-paper-es/run.sh):
+# After run.sh (its best checkpoint in saved/; the first time also that of
+# docs/results/tiger-scientific-paper-es/run.sh):
 #  1. both paper-size TIGERs with each history's most recent item hidden (bench/drop_last_item.py), on test: how
 #     much each uses that item;
 #  2. test and validation NDCG@10 by the target's training popularity and the user's sequence length
@@ -19,8 +20,11 @@ RUN=(--model=TIGER --dataset=amazon2018-scientific --data_path=$D --lr_decay_epo
 python bench/drop_last_item.py "${RUN[@]}" --learning_rate="$LR" --recency_embedding=True \
     --checkpoint_tag="paper-recency-lr$LR" --rank_file=$OUT/ranks-hidden-test-lr$LR.csv \
     --result_file=$OUT/hidden-lr$LR.json 2>&1 | tee $OUT/hidden-lr$LR.log
-python bench/drop_last_item.py "${RUN[@]}" --checkpoint_tag=paper-es \
-    --rank_file=$OUT/ranks-hidden-test-base.csv --result_file=$OUT/hidden-base.json 2>&1 | tee $OUT/hidden-base.log
+# paper-es's hidden-item evaluation does not depend on LEARNING_RATE: made once (it needs paper-es's checkpoint)
+if [[ ! -f $OUT/hidden-base.json ]]; then
+    python bench/drop_last_item.py "${RUN[@]}" --checkpoint_tag=paper-es \
+        --rank_file=$OUT/ranks-hidden-test-base.csv --result_file=$OUT/hidden-base.json 2>&1 | tee $OUT/hidden-base.log
+fi
 python bench/split_breakdown.py --inter $D/amazon2018-scientific/amazon2018-scientific.inter \
     TIGER-paper-recency-lr$LR=$OUT/ranks-valid-lr$LR.csv,$OUT/ranks-test-lr$LR.csv \
     TIGER-paper=$BASE/ranks-valid.csv,$BASE/ranks-test.csv \
