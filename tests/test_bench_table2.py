@@ -1,5 +1,6 @@
 """bench/table2.py: which arguments each run of the plan receives (no run is started)."""
 import importlib.util
+import json
 import logging
 import sys
 from pathlib import Path
@@ -38,11 +39,35 @@ def plan_of(table2, *argv):
     return {s.name: s.args for s in table2.plan(args)}, args
 
 
-def test_every_model_gets_the_grid_by_default(table2):
-    runs, _ = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3,5e-3")
-    assert set(runs) == {f"{m}-lr{lr}" for m in ("SASRec", "TIGER", "STREAMRec") for lr in ("0.001", "0.005")}
-    assert "--learning_rate=0.005" in runs["SASRec-lr0.005"] and "--learning_rate=0.005" in runs["TIGER-lr0.005"]
-    assert "--sft_learning_rate=0.001" in runs["STREAMRec-lr0.001"]
+def test_every_model_is_tuned_by_default_the_generative_ones_on_their_own_grid(table2):
+    runs, args = plan_of(table2, "--models", "SASRec,TIGER,STREAMRec", "--lrs", "1e-3,5e-3")
+    assert args.generative_lrs == [3e-4, 1e-3, 3e-3]
+    assert set(runs) == {"SASRec-lr0.001", "SASRec-lr0.005",
+                         *(f"{m}-lr{lr}" for m in ("TIGER", "STREAMRec") for lr in ("0.0003", "0.001", "0.003"))}
+    assert "--learning_rate=0.005" in runs["SASRec-lr0.005"] and "--learning_rate=0.0003" in runs["TIGER-lr0.0003"]
+    assert "--sft_learning_rate=0.003" in runs["STREAMRec-lr0.003"]
+    runs, _ = plan_of(table2, "--models", "SASRec,TIGER", "--lrs", "1e-3,5e-3", "--generative_lrs", "5e-3")
+    assert set(runs) == {"SASRec-lr0.001", "SASRec-lr0.005", "TIGER-lr0.005"}
+
+
+def test_a_folder_made_when_the_generative_models_shared_the_baselines_grid_keeps_it(table2, tmp_path, capsys):
+    """bench.json files written before --generative_lrs: their TIGER and STREAM-Rec were tuned on --lrs."""
+    argv = ["--dataset", "ml-100k", "--out", str(tmp_path), "--models", "SASRec,TIGER", "--lrs", "1e-3,5e-3"]
+    (tmp_path / "bench.json").write_text(json.dumps(
+        {"settings": {"dataset": "ml-100k", "config_files": [], "extra": []}, "argv": argv}))
+    again = table2.stored_args(table2.parse_args([*argv, "--report_only"]))
+    assert {s.name for s in table2.plan(again)} == {f"{m}-lr{lr}" for m in ("SASRec", "TIGER")
+                                                   for lr in ("0.001", "0.005")}
+    table2.check_settings(again, tmp_path / "bench.json")  # the same settings: no exit
+    # rerunning its command with today's default grid would plan other runs: refused, with what to pass
+    with pytest.raises(SystemExit) as stop:
+        table2.check_settings(table2.parse_args(argv), tmp_path / "bench.json")
+    assert "pass --generative_lrs 0.001,0.005" in str(stop.value)
+    # older still: TIGER ran once, at its config's rate
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "TIGER.json").write_text("{}")
+    again = table2.stored_args(table2.parse_args([*argv, "--report_only"]))
+    assert {s.name for s in table2.plan(again)} == {"SASRec-lr0.001", "SASRec-lr0.005", "TIGER"}
 
 
 def test_baselines_get_the_grid_and_generative_models_their_own_rates(table2):
