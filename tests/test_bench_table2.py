@@ -50,7 +50,7 @@ def test_every_model_is_tuned_by_default_the_generative_ones_on_their_own_grid(t
     assert set(runs) == {"SASRec-lr0.001", "SASRec-lr0.005", "TIGER-lr0.005"}
 
 
-def test_a_folder_made_when_the_generative_models_shared_the_baselines_grid_keeps_it(table2, tmp_path, capsys):
+def test_a_folder_made_when_the_generative_models_shared_the_baselines_grid_keeps_it(table2, tmp_path):
     """bench.json files written before --generative_lrs: their TIGER and STREAM-Rec were tuned on --lrs."""
     argv = ["--dataset", "ml-100k", "--out", str(tmp_path), "--models", "SASRec,TIGER", "--lrs", "1e-3,5e-3"]
     (tmp_path / "bench.json").write_text(json.dumps(
