@@ -5,11 +5,12 @@
         "STREAM-Rec l=1=docs/results/amazon2018-scientific-cpu/scratch-collaborative-l1/run.log"
 
 Each ``LABEL=LOG`` is the log of one ``run_recbole_streamrec.py`` run (TIGER, a STREAM-Rec stage, a baseline).
-Every ``epoch N evaluating`` line and the ``valid result`` after it is one point; the k-th point of a log is
-epoch k (RecBole validates every epoch by default, ``eval_step: 1``; SFT rounds and ``--resume`` continuations
-count on, so pass one stage's log). Columns: the metric after each epoch of ``--at``, the best value and its
-epoch, the number of epochs, and the training + validation time (RecBole's ``[time: …s]``), so that runs are
-compared at the same epoch, not only at their ends.
+Every ``epoch N evaluating`` line and the ``valid result`` after it is one point, at the epoch its ``N`` gives
+(counted from 1 here): with ``eval_step: 2`` the points are epochs 2, 4, …. Epochs count on across SFT rounds
+(whose ``N`` starts again from 0) and ``--resume`` continuations, so pass one stage's log. Columns: the metric
+after each epoch of ``--at`` ("—" where the run did not validate that epoch), the best value and its epoch, the
+number of epochs, and the training + validation time (RecBole's ``[time: …s]``), so that runs are compared at the
+same epoch, not only at their ends.
 """
 
 from __future__ import annotations
@@ -22,41 +23,47 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_number, fmt_seconds, logged_seconds, markdown_table, pyplot  # noqa: E402
 
-POINT = re.compile(r"epoch \d+ evaluating \[[^\n]*\n[^\n]*valid result: ?\n([^\n]*)")
+POINT = re.compile(r"epoch (\d+) evaluating \[[^\n]*\n[^\n]*valid result: ?\n([^\n]*)")
 METRIC = re.compile(r"([\w@]+) : ([0-9.]+)")
 
 
-def curve(path: Path, metric: str) -> tuple[list[float], float]:
-    """(the metric after every epoch, training + validation seconds) of the log at ``path``.
+def curve(path: Path, metric: str) -> tuple[dict[int, float], float]:
+    """({epoch counted from 1: the metric after it}, training + validation seconds) of the log at ``path``.
 
-    A log without a validation point, or whose points lack ``metric``, is a ``ValueError`` naming it.
+    A log's ``epoch N`` (from 0) that does not exceed the previous point's starts a new round (an SFT round), whose
+    epochs count on after the last one. A log without a validation point, or whose points lack ``metric``, is a
+    ``ValueError`` naming it.
     """
     text = path.read_text(errors="replace")
-    values = []
-    for line in POINT.findall(text):
+    values: dict[int, float] = {}
+    epoch, previous = 0, -1
+    for number, line in POINT.findall(text):
         metrics = dict(METRIC.findall(line))
         if metric not in metrics:
             raise ValueError(f"{path}: a validation result without {metric!r} (it has {', '.join(metrics)})")
-        values.append(float(metrics[metric]))
+        n = int(number)
+        epoch += n - previous if n > previous else n + 1
+        previous = n
+        values[epoch] = float(metrics[metric])
     if not values:
         raise ValueError(f"{path}: no 'epoch N evaluating' line followed by 'valid result' (not a training log?)")
     return values, logged_seconds(text)
 
 
-def table(curves: dict[str, tuple[list[float], float]], at: list[int], metric: str) -> str:
+def table(curves: dict[str, tuple[dict[int, float], float]], at: list[int], metric: str) -> str:
     header = ["run", *(f"valid {metric} ep {e}" for e in at), "best (epoch)", "epochs", "train + valid time"]
     rows = []
     for label, (values, seconds) in curves.items():
-        best = max(range(len(values)), key=values.__getitem__)
-        rows.append([label, *(fmt_number(values[e - 1]) if e <= len(values) else "—" for e in at),
-                     f"{values[best]:.4f} ({best + 1})", str(len(values)), fmt_seconds(seconds)])
+        best = max(values, key=values.__getitem__)
+        rows.append([label, *(fmt_number(values[e]) if e in values else "—" for e in at),
+                     f"{values[best]:.4f} ({best})", str(max(values)), fmt_seconds(seconds)])
     return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
 
 
-def plot(curves: dict[str, tuple[list[float], float]], path: Path, metric: str) -> None:
+def plot(curves: dict[str, tuple[dict[int, float], float]], path: Path, metric: str) -> None:
     fig, ax = pyplot().subplots(figsize=(6, 3.6))
     for label, (values, _) in curves.items():
-        ax.plot(range(1, len(values) + 1), values, label=label)
+        ax.plot(list(values), list(values.values()), label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"valid {metric}")
     ax.legend()

@@ -312,6 +312,10 @@ def test_curves_reads_every_validation_point_of_a_log(curves, tmp_path) -> None:
     lines = curves.main(["--at", "1,3", f"TIGER l=0={tiger}", f"SFT={sft}"]).splitlines()
     assert lines[2] == "| TIGER l=0 | 0.0100 | 0.0200 | 0.0300 (2) | 3 | 38s |"
     assert lines[3] == "| SFT | 0.0150 | — | 0.0250 (2) | 2 | 25s |"
+    every_second = tmp_path / "every-second.log"  # eval_step: 2 validates after epochs 2, 4 and 6
+    every_second.write_text(epoch(1, 0.01) + epoch(3, 0.04) + epoch(5, 0.03))
+    lines = curves.main(["--at", "3,4,6", f"eval_step 2={every_second}"]).splitlines()
+    assert lines[2] == "| eval_step 2 | — | 0.0400 | 0.0300 | 0.0400 (4) | 6 | 38s |"
     out = tmp_path / "curves.png"
     curves.main([f"TIGER={tiger}", "--plot", str(out)])
     assert out.stat().st_size > 0
