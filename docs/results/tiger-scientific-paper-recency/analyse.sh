@@ -7,13 +7,15 @@
 #     (bench/split_breakdown.py), beside the run without the key, the CPU-preset run with it and SASRec;
 #  3. paired bootstraps over the test users: against the run without the key, against SASRec, against the CPU
 #     preset with the key, and the two hidden-item evaluations against each other.
-#   bash docs/results/tiger-scientific-paper-recency/analyse.sh [LEARNING_RATE [HORIZON]]
-# (HORIZON as in run.sh: another value than 45 reads and writes the files tagged "lrLR-hHORIZON")
+#   bash docs/results/tiger-scientific-paper-recency/analyse.sh [LEARNING_RATE [HORIZON [WEIGHT_DECAY]]]
+# (HORIZON and WEIGHT_DECAY as in run.sh: the files tagged "lrLR[-hHORIZON][-wdWEIGHT_DECAY]")
 set -euo pipefail
 LR=${1:-5e-4}
 HORIZON=${2:-45}
 TAG=lr$LR
+WD=${3:-0.05}
 [[ $HORIZON == 45 ]] || TAG=lr$LR-h$HORIZON
+[[ $WD == 0.05 ]] || TAG=$TAG-wd$WD
 D=../shared/data
 OUT=docs/results/tiger-scientific-paper-recency
 BASE=docs/results/tiger-scientific-paper-es
