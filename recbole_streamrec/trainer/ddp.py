@@ -12,12 +12,15 @@ RecBole's own path is kept: its training loop calls ``set_reduce_hook`` / ``sync
   same global batch, and each slice's mean loss is weighted by its share of the batch
   (:func:`~recbole_streamrec.data.batching.shard_weight`), so the averaged gradient is the gradient of the global
   batch's mean loss, as in one process;
-* a tensorboard writer on rank 0 only (RecBole opens one in every process).
+* a tensorboard writer on rank 0 only (RecBole opens one in every process);
+* the checkpoint directory, made before RecBole's check-then-create ``ensure_dir``, which two ranks can race
+  (both see no directory, one then fails with ``FileExistsError``).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from contextlib import nullcontext
 from unittest import mock
 
@@ -55,6 +58,8 @@ class DDPMixin:
             super().__init__(config, model)
             return
         config["single_spec"] = True  # RecBole's AbstractTrainer would build the CPU-refused wrapper
+        # RecBole's ensure_dir checks, then creates: two ranks can both pass the check and one then fails
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         quiet = mock.patch.object(recbole_trainer, "get_tensorboard", lambda logger: _NoTensorboard())
         try:
             with nullcontext() if is_main() else quiet:
