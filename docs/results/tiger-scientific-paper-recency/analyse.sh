@@ -12,8 +12,8 @@
 set -euo pipefail
 LR=${1:-5e-4}
 HORIZON=${2:-45}
-TAG=lr$LR
 WD=${3:-0.05}
+TAG=lr$LR
 [[ $HORIZON == 45 ]] || TAG=lr$LR-h$HORIZON
 [[ $WD == 0.05 ]] || TAG=$TAG-wd$WD
 D=../shared/data
