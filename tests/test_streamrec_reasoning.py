@@ -194,6 +194,34 @@ def test_distance_to_the_target_falls_over_the_steps_after_sft(trained, feat) ->
     assert stats["distinct_traces"] >= 0.5 * stats["distinct_targets"], stats
 
 
+def test_belief_start_quantises_the_gap_from_stage_ones_answer(make_stream, feat) -> None:
+    """``trace_start: belief``: the state starts at π_ref's expected target representation b (a function of the
+    history), so the first annotation quantises t − b instead of t, and SFT's states start there too."""
+    rows = feat[:64]
+    zero = sft_model(make_stream, reasoning_steps=3)
+    belief = sft_model(make_stream, reasoning_steps=3, trace_start="belief")
+    belief.load_state_dict(zero.state_dict())
+    belief.set_reference(copy.deepcopy(belief))
+    b = belief.belief(rows)
+    assert b.abs().max() > 0
+    t, _, _, s0, _ = next(belief.annotation_steps(rows))
+    torch.testing.assert_close(s0, b)  # MLP_s is zero at initialisation
+    assert next(zero.annotation_steps(rows))[3].abs().max() == 0
+    assert (belief.annotate(rows) != zero.annotate(rows)).any()
+    torch.testing.assert_close(belief.trace_origin(rows, t), b)
+    annotated = Interaction(dict(rows.interaction))
+    annotated[belief.REASONING_FIELD] = zero.annotate(rows)
+    torch.manual_seed(0)
+    state_zero = zero.sft_loss(annotated)[3]
+    torch.manual_seed(0)
+    assert not torch.isclose(belief.sft_loss(annotated)[3], state_zero)  # L_State sees s_i = b + …
+
+
+def test_belief_start_needs_the_code_state_head(make_stream) -> None:
+    with pytest.raises(ValueError, match="trace_start: belief needs state_head: codes"):
+        make_stream(trace_start="belief", state_head="identity")
+
+
 def test_quant_loss_leaves_the_token_table_alone_by_default(make_stream, feat) -> None:
     model = sft_model(make_stream)
     rows = Interaction(dict(feat[:64].interaction))

@@ -23,6 +23,14 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   *mean* of the target's m code embeddings) is taken as ``m·t = Σ_j E[codes(target)_j]``, what m codes
   reconstruct, in the annotation, L_Quant, L_State and the logged distances. ``state_head:
   identity`` is ``s_i = x + f(x)``, ``x = Σ d_j`` (r_1 = t − d_0); ``plain`` is the paper's MLP.
+* **Where the trace starts** (``trace_start``, not in the paper). ``zero`` (default): ``s_0 = MLP_s(d_0)``, zero at
+  initialisation, so the first annotation quantises t itself and spells the target's own semantic ID
+  (``spells_target`` ≈ 1 on Scientific): a trace that is the answer. ``belief``: with ``state_head: codes`` the
+  code sum starts at stage 1's belief ``b`` instead of 0, ``s_i = b + Σ_{j≤i} sg[E_{o_j}] + MLP_s(Σ_{j≤i} d_j)``,
+  where ``b = Σ_j Σ_c π_ref(c | x, greedy codes before level j) E_c`` is the expected target representation
+  under the frozen stage-1 direct decoder (:meth:`belief`, m·t units, a function of the history only). The
+  trace then quantises ``t − b``, coarse to fine: how the model's state moves from stage 1's answer to the
+  target, so two users with the same target get different traces.
 * **E is not dragged by L_Quant** (``quant_update_codebook: false``): neither its codebook term nor the
   commitment term (through t) moves the token table. ``quant_update_state: false`` (default) also keeps the
   commitment term off the states (MLP_s and the decoder): MLP_r alone follows the codes, L_State alone
@@ -85,6 +93,7 @@ STAGES = ("pretrain", "sft", "rl")
 STATE_TEMPERATURE = {"cosine": 0.1, "distance": 10.0}  # τ of ``state_temperature: ~``
 HEAD_KINDS = {"residual_head": ("identity", "plain"), "state_head": ("codes", "identity", "plain")}
 TRACES = ("annotated", "constant", "collaborative")
+TRACE_STARTS = ("zero", "belief")
 
 
 class Head(nn.Sequential):
@@ -162,6 +171,9 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         self.quant_update_state = bool(config["quant_update_state"])  # unset: False (see the module docstring)
         self.state_similarity = _choice(config, "state_similarity", "distance", ("distance", "cosine", "dot"))
         self.code_scale = float(self.n_codes) if self.state_head == "codes" else 1.0  # units of t (see above)
+        self.trace_start = _choice(config, "trace_start", "zero", TRACE_STARTS)
+        if self.trace_start == "belief" and self.state_head != "codes":
+            raise ValueError(f"trace_start: belief needs state_head: codes, not {self.state_head!r}")
         self.reasoning_levels = _choice(config, "reasoning_levels", "cyclic", ("cyclic", "all"))
         self.direct_inference = False  # True: evaluate the direct decoder with no prefix (TIGER)
         self.trace_separator = bool(config["trace_separator"])
@@ -270,6 +282,38 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         s = self.mlp_s(hidden_sum)
         return s + code_sum.detach() if self.state_head == "codes" else s
 
+    def trace_origin(self, interaction, t: Tensor) -> Tensor:
+        """Where the code sum of the states starts, ``[B, d]``: 0, or stage 1's :meth:`belief` (``trace_start``)."""
+        if self.trace_start == "zero":
+            return torch.zeros_like(t)
+        return self.belief(interaction).to(t.dtype)
+
+    @torch.no_grad()
+    def belief(self, interaction) -> Tensor:
+        """Stage 1's expected target representation ``b``, ``[B, d]`` in m·t units (``trace_start: belief``).
+
+        The frozen direct decoder of π_ref (this model's own before π_ref exists) decodes the m levels greedily
+        from the history; ``b = Σ_j Σ_c p_j(c) E_c``, ``p_j`` its distribution over level j's K codes given the
+        greedy codes before j, and ``E`` this model's token table (the one t is measured in).
+        """
+        ref = self._reference if self._reference is not None else self
+        training = ref.training
+        ref.eval()  # no dropout in the belief (π_ref is always in eval mode; this model may be training)
+        try:
+            enc, mask = ref.encode(interaction)
+            cached = CachedT5Decoder(ref.direct_decoder)
+            state = cached.start(enc, mask)
+            token = self.start_tokens(enc.shape[0], enc.device)
+            b = torch.zeros(enc.shape[0], self.d_model, device=enc.device)
+            for level in range(self.n_codes):
+                start = FIRST_CODE + level * self.codebook_size
+                logits = ref.logits(cached.step(token, state)[:, -1]).float()[:, start : start + self.codebook_size]
+                b = b + logits.softmax(dim=-1) @ self.embeddings[start : start + self.codebook_size].float()
+                token = logits.argmax(dim=-1, keepdim=True) + start
+        finally:
+            ref.train(training)
+        return b
+
     def constant_trace(self, n: int, device: torch.device) -> Tensor:
         """The ablation's one trace for every row, ``[n, l]``: code 0 of levels 0, 1, …, m−1, 0, …"""
         levels = torch.arange(self.n_reasoning, device=device) % self.n_codes
@@ -326,7 +370,7 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
         d_sum = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]  # d_0
-        code_sum = torch.zeros_like(t)  # Σ_{j≤i} E_{o_j}
+        code_sum = self.trace_origin(interaction, t)  # Σ_{j≤i} E_{o_j} (from b with trace_start: belief)
         for step in range(self.n_reasoning + 1):
             s = self.state(d_sum, code_sum)  # s_i
             if step == self.n_reasoning:
@@ -438,7 +482,8 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         else:
             t = self.code_scale * self.target_repr(items)  # [B, d]
             codes = self.embeddings[think]  # E_{o_1..o_l}, [B, l, d]
-            code_sum = torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
+            origin = self.trace_origin(interaction, t).unsqueeze(1)  # [B, 1, d]
+            code_sum = origin + torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
             states = self.state(hidden[:, : l + 1].cumsum(dim=1), code_sum)  # s_0..s_l, [B, l + 1, d]
             t_quant = t if self.quant_update_codebook else t.detach()
             quant_states = states if self.quant_update_state else states.detach()  # L_Quant's way into MLP_s and d_j
