@@ -282,25 +282,26 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         s = self.mlp_s(hidden_sum)
         return s + code_sum.detach() if self.state_head == "codes" else s
 
-    def trace_origin(self, interaction, t: Tensor) -> Tensor:
+    def trace_origin(self, interaction, t: Tensor, encoded: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
         """Where the code sum of the states starts, ``[B, d]``: 0, or stage 1's :meth:`belief` (``trace_start``)."""
         if self.trace_start == "zero":
             return torch.zeros_like(t)
-        return self.belief(interaction).to(t.dtype)
+        return self.belief(interaction, encoded).to(t.dtype)
 
     @torch.no_grad()
-    def belief(self, interaction) -> Tensor:
+    def belief(self, interaction, encoded: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
         """Stage 1's expected target representation ``b``, ``[B, d]`` in m·t units (``trace_start: belief``).
 
         The frozen direct decoder of π_ref (this model's own before π_ref exists) decodes the m levels greedily
         from the history; ``b = Σ_j Σ_c p_j(c) E_c``, ``p_j`` its distribution over level j's K codes given the
-        greedy codes before j, and ``E`` this model's token table (the one t is measured in).
+        greedy codes before j, and ``E`` this model's token table (the one t is measured in). ``encoded``: π_ref's
+        encoder output for the batch when the caller has it already (SFT shares it with DPO).
         """
         ref = self._reference if self._reference is not None else self
         training = ref.training
         ref.eval()  # no dropout in the belief (π_ref is always in eval mode; this model may be training)
         try:
-            enc, mask = ref.encode(interaction)
+            enc, mask = encoded if encoded is not None else ref.encode(interaction)
             cached = CachedT5Decoder(ref.direct_decoder)
             state = cached.start(enc, mask)
             token = self.start_tokens(enc.shape[0], enc.device)
@@ -454,12 +455,14 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         return sequence_log_prob(self.logits(hidden).float(), labels, scored)
 
     @torch.no_grad()
-    def reference_logp(self, interaction, *item_sets: Tensor) -> Tensor:
-        """log π_ref(codes(items) | x) ``[n_sets, B]`` from the frozen encoder + direct decoder (one encoding)."""
+    def reference_logp(self, interaction, *item_sets: Tensor,
+                       encoded: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+        """log π_ref(codes(items) | x) ``[n_sets, B]`` from the frozen encoder + direct decoder (one encoding,
+        ``encoded`` when the caller has it already)."""
         ref = self._reference
         if ref is None:
             raise RuntimeError("no π_ref: run stage 1 (pretrain) first or load its checkpoint")
-        enc, mask = ref.encode(interaction)
+        enc, mask = encoded if encoded is not None else ref.encode(interaction)
         n = len(item_sets)
         items = torch.cat(item_sets)  # [n·B]
         empty = items.new_zeros(items.shape[0], 0)
@@ -475,14 +478,20 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)  # [B, l (+1) + m + 1, d]
         logits = self.logits(hidden)
         loss_sft = token_cross_entropy(logits, labels)
+        has_trace = l > 0 and self.reasoning_trace != "collaborative"
+        w = self.weights
+        ref_encoded = None  # π_ref's encoding of the batch, made once for the belief and DPO
+        if self._reference is not None and (w["dpo"] != 0 or (has_trace and self.trace_start == "belief")):
+            with torch.no_grad():
+                ref_encoded = self._reference.encode(interaction)
 
-        if l == 0 or self.reasoning_trace == "collaborative":  # no trace, or none inferred: nothing to quantise or score
+        if not has_trace:  # no trace, or none inferred: nothing to quantise or score
             zero = loss_sft.new_zeros(())
             loss_quant, loss_state = zero, zero
         else:
             t = self.code_scale * self.target_repr(items)  # [B, d]
             codes = self.embeddings[think]  # E_{o_1..o_l}, [B, l, d]
-            origin = self.trace_origin(interaction, t).unsqueeze(1)  # [B, 1, d]
+            origin = self.trace_origin(interaction, t, ref_encoded).unsqueeze(1)  # [B, 1, d]
             code_sum = origin + torch.cat([torch.zeros_like(codes[:, :1]), codes.cumsum(dim=1)], dim=1)  # [B, l + 1, d]
             states = self.state(hidden[:, : l + 1].cumsum(dim=1), code_sum)  # s_0..s_l, [B, l + 1, d]
             t_quant = t if self.quant_update_codebook else t.detach()
@@ -490,7 +499,6 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
             residuals = self.mlp_r(t_quant.unsqueeze(1) - quant_states[:, :l])  # r_1..r_l, [B, l, d]
             loss_quant, loss_state = self._trace_losses(states, residuals, codes, t, l)
 
-        w = self.weights
         if w["dpo"] == 0:  # no DPO: neither the rejected item's pass nor π_ref is needed
             loss_dpo = loss_sft.new_zeros(())
         else:
@@ -500,7 +508,7 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
             scored[:, first : first + self.n_codes] = True
             chosen = sequence_log_prob(logits.float(), labels, scored)
             rejected = self.item_logp(self.t5.decoder, think, negatives, enc, mask)
-            ref_chosen, ref_rejected = self.reference_logp(interaction, items, negatives)
+            ref_chosen, ref_rejected = self.reference_logp(interaction, items, negatives, encoded=ref_encoded)
             loss_dpo = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=self.dpo_beta)
         return loss_sft, w["dpo"] * loss_dpo, w["quant"] * loss_quant, w["state"] * loss_state
 
