@@ -243,7 +243,8 @@ _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "stat
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
                  "reward_thinking_likelihood_weight", "reward_thinking_ranking_weight", "weight_decay",
                  "progress_interval", "stopping_delta", "popularity_penalty")
-_POSITIVE_OPTIONAL = ("time_budget", "pt_time_budget", "sft_time_budget", "rl_time_budget")  # seconds, or ~
+_POSITIVE_OPTIONAL = ("time_budget", "pt_time_budget", "sft_time_budget", "rl_time_budget",  # seconds, or ~
+                      "sft_attention_learning_rate")  # a rate, or ~ (sft_learning_rate)
 _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "auto"), "reasoning_decoding": ("greedy", "beam", "sample", "joint", "oracle"),
             "ddp_backend": ("auto", "gloo", "nccl"),
             "reasoning_levels": ("cyclic", "all"), "reasoning_trace": ("annotated", "constant", "collaborative"),

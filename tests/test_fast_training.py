@@ -191,6 +191,19 @@ def test_decay_groups_split_norms_from_matrices(tiny_tiger) -> None:
     assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in keep["params"])
 
 
+def test_decay_groups_give_named_parameters_their_own_rate(tiny_tiger) -> None:
+    """``lr_of``: the parameters it names form extra groups with that ``lr`` (decay kept apart); the rest stay
+    in the two plain groups, which carry no ``lr`` of their own."""
+    groups = decay_groups(tiny_tiger, 0.05, lambda name: 7e-3 if ".SelfAttention." in name else None)
+    names = {id(p): n for n, p in tiny_tiger.named_parameters()}
+    assert [("lr" in g) for g in groups[:2]] == [False, False]
+    fast = [g for g in groups if g.get("lr") == 7e-3]
+    assert fast and all(".SelfAttention." in names[id(p)] for g in fast for p in g["params"])
+    assert {g["weight_decay"] for g in fast} == {0.05}  # attention has matrices only (its bias table is 2-D)
+    assert not any(".SelfAttention." in names[id(p)] for g in groups[:2] for p in g["params"])
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in tiny_tiger.parameters() if p.requires_grad)
+
+
 def test_evaluation_rows_sorted_by_length_give_the_same_metrics(make_config, tiny_data) -> None:
     config, valid = tiny_data[0], tiny_data[3]
     lengths = valid._dataset.inter_feat["item_length"]

@@ -270,6 +270,33 @@ def test_state_decomposition_splits_the_distance_into_codes_and_mlp_s(state_deco
     assert (table[1:, 2] > 0).all()
 
 
+@pytest.fixture(scope="module")
+def position_nll():
+    yield from bench_script("position_nll")
+
+
+def test_position_nll_reads_the_trace_then_the_item_without_the_separator(position_nll, make_stream, feat) -> None:
+    """bench/position_nll.py: at the hand-over the trace columns are the direct decoder's NLL of the same tokens
+    (the policy *is* that decoder), the item columns sum to −log π(item | trace), and the separator is no column."""
+    model, _ = make_stream(reasoning_steps=2, trace_separator=True)
+    model.init_reasoning_from_direct()
+    model.set_stage("sft")
+    rows = Interaction(dict(feat[:64].interaction))
+    rows[model.REASONING_FIELD] = think = model.annotate(rows)
+    nll = position_nll.position_nll(model, [rows])
+    assert nll.shape == (2 + M + 1,)
+    enc, mask = model.encode(rows)
+    logits = model.logits(model.decode_hidden(model.direct_decoder, think, enc, mask)).float()
+    direct = -logits.log_softmax(-1).gather(-1, think.unsqueeze(-1)).squeeze(-1).mean(0)
+    torch.testing.assert_close(nll[:2], direct)
+    item = -model.item_logp(model.t5.decoder, think, rows[model.POS_ITEM_ID], enc, mask).mean()
+    torch.testing.assert_close(nll[2 : 2 + M].sum(), item)
+    # the top-10 count: padding items (0, a dead beam or a hole left by merged traces) do not count
+    holes = torch.tensor([[3, 5, 0, 0, 7, 0, 0, 0, 0, 0, 9, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0]])
+    model.generate_items = lambda inter, beam: (holes, torch.zeros(holes.shape))
+    assert position_nll.items_in_top(model, rows) == (3 + 10) / 2
+
+
 def test_annotate_sorts_by_history_length_and_writes_back_in_row_order(make_stream, make_config, feat) -> None:
     model, config = make_stream(reasoning_steps=2, eval_batch_size=16)
     trainer = STREAMRecTrainer(config, model)
@@ -300,6 +327,23 @@ def test_no_trace_annotates_nothing_and_a_constant_trace_spends_no_training_time
         monkeypatch.setattr(Trainer, "fit", lambda self, *a, **k: (self.best_valid_score, None))
         trainer._fit_sft(None, None, verbose=False, show_progress=False)
         assert clock == [counted], trace
+
+
+def test_sft_attention_learning_rate_is_the_policy_self_attentions_alone(make_stream) -> None:
+    """``sft_attention_learning_rate`` gives exactly the policy decoder's self-attention its own rate in SFT
+    (the direct decoder's and every other weight keep ``sft_learning_rate``); stage 1 ignores it."""
+    model, config = make_stream(reasoning_steps=2, sft_learning_rate=1e-4, sft_attention_learning_rate=3e-3)
+    trainer = STREAMRecTrainer(config, model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    trainer._begin_stage("sft")
+    rates = {names[id(p)]: g["initial_lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    own = {n for n, lr in rates.items() if lr == 3e-3}
+    policy = {n for n in rates if n.startswith("t5.decoder.") and ".SelfAttention." in n}
+    assert own == policy and any("relative_attention_bias" in n for n in own)
+    assert {lr for n, lr in rates.items() if n not in own} == {1e-4}
+    assert any(n.startswith("direct_decoder.") and ".SelfAttention." in n for n in rates)
+    trainer._begin_stage("pretrain")
+    assert {g["initial_lr"] for g in trainer.optimizer.param_groups} == {config["pt_learning_rate"]}
 
 
 # ---- SFT uses the trace -------------------------------------------------------------------------------

@@ -188,14 +188,21 @@ class Recipe:
                    time_budget=None if budget is None else float(budget), decay_horizon=horizon)
 
 
-def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: decay on matrices and embeddings, none on layer-norm scales and biases."""
-    decay, keep = [], []
+def decay_groups(model: torch.nn.Module, weight_decay: float,
+                 lr_of: Optional[Callable[[str], Optional[float]]] = None) -> list[dict]:
+    """AdamW parameter groups: decay on matrices and embeddings, none on layer-norm scales and biases.
+
+    ``lr_of(name)`` gives a parameter its own learning rate (``None``: the optimiser's); such parameters form
+    groups of their own after the two plain ones, each with an ``lr`` (the schedule scales every group alike).
+    """
+    groups: dict[tuple[bool, Optional[float]], list] = {(True, None): [], (False, None): []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (keep if param.ndim < 2 or "layer_norm" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+        decay = not (param.ndim < 2 or "layer_norm" in name)
+        groups.setdefault((decay, lr_of(name) if lr_of else None), []).append(param)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, **({} if lr is None else {"lr": lr})}
+            for (decay, lr), params in groups.items() if params or lr is None]
 
 
 # ---- early stopping ----------------------------------------------------------------------------------------
@@ -328,8 +335,9 @@ class RecipeMixin:
     def _build_optimizer(self, **kwargs):
         recipe = self.recipe
         kwargs.pop("params", None)  # always the model's trainable parameters, grouped for weight decay
+        lr_of = kwargs.pop("lr_of", None)  # per-parameter learning rates (decay_groups)
         kwargs.setdefault("weight_decay", recipe.weight_decay)
-        optimizer = super()._build_optimizer(params=decay_groups(self.model, kwargs["weight_decay"]), **kwargs)
+        optimizer = super()._build_optimizer(params=decay_groups(self.model, kwargs["weight_decay"], lr_of), **kwargs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         optimizer.register_step_post_hook(self._after_step)
         return optimizer
