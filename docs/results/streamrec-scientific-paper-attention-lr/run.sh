@@ -5,9 +5,10 @@
 #   bash docs/results/tiger-scientific-paper-recency/run.sh 3e-4 60 0.15
 # Each run: SFT with 20 warm-up steps and a cosine over 3 epochs, trace_separator on, validation after every epoch,
 # then the test of the best, with per-user ranks for paired tests. Run from the repository root; ~17 min each.
-#   bash docs/results/streamrec-scientific-paper-attention-lr/run.sh [ATTENTION_LR[:SFT_LR[:TRACE_START]] ...]
+#   bash docs/results/streamrec-scientific-paper-attention-lr/run.sh [ATTENTION_LR[:SFT_LR[:TRACE_START[:TRACE]]] ...]
 # ATTENTION_LR: sft_attention_learning_rate, or "none" (the attention learns at SFT_LR like every other weight);
-# SFT_LR: sft_learning_rate (default 1.5e-4); TRACE_START: zero (default) or belief. Default runs: 1e-3 none.
+# SFT_LR: sft_learning_rate (default 1.5e-4); TRACE_START: zero (default) or belief; TRACE: reasoning_trace, annotated
+# (default) or constant. Default runs: 1e-3 none.
 # "handover" (after the "none" run) evaluates stage 1's weights with STREAM-Rec's own decoding before any SFT step:
 # the run's π_ref file (the TIGER weights in both decoders) is copied to a checkpoint and evaluated with --eval_only.
 set -euo pipefail
@@ -25,13 +26,15 @@ for RUN in "${RUNS[@]}"; do
             --result_file=$O/handover.json > $O/handover.log 2>&1
         continue
     fi
-    IFS=: read -r A LR START <<< "$RUN"
+    IFS=: read -r A LR START TRACE <<< "$RUN"
     LR=${LR:-1.5e-4}
     START=${START:-zero}
+    TRACE=${TRACE:-annotated}
     NAME=$A
     [[ $LR == 1.5e-4 ]] || NAME+=-lr$LR
     [[ $START == zero ]] || NAME+=-$START
-    KEY=(--sft_learning_rate="$LR" --trace_start="$START")
+    [[ $TRACE == annotated ]] || NAME+=-$TRACE
+    KEY=(--sft_learning_rate="$LR" --trace_start="$START" --reasoning_trace="$TRACE")
     [[ $A == none ]] || KEY+=(--sft_attention_learning_rate="$A")
     python run_recbole_streamrec.py "${SFT[@]}" "${KEY[@]}" --checkpoint_tag="paper-attn-$NAME" \
         --result_file=$O/sft-attn-$NAME.json --valid_rank_file=$O/ranks-valid-$NAME.csv \
