@@ -51,15 +51,13 @@ def items_in_top(model, inter, k: int = 10) -> float:
     return (items[:, :k] > 0).sum(dim=1).float().mean().item()
 
 
-def hand_over(model, checkpoint: dict, path: str):
-    """``model`` as SFT starts from ``checkpoint`` (a TIGER, or a STREAM-Rec π_ref), in eval mode."""
-    kind = checkpoint.get("model", "STREAMRec")
-    if kind == "TIGER":
-        model.load_state_dict(model.state_from_tiger(checkpoint["state_dict"]))
-    elif kind == "STREAMRec":
-        model.load_state_dict(checkpoint["state_dict"])
-    else:
-        raise ValueError(f"position_nll: --stage1 {path} is a {kind} checkpoint, not TIGER or STREAMRec")
+def hand_over(config, model, path: str):
+    """``model`` as SFT starts from the checkpoint at ``path``, in eval mode: its weights loaded as
+    ``init_checkpoint`` loads them (a TIGER through ``state_from_tiger``), then the reasoning decoder takes the
+    direct decoder's (``sft_init_decoder: direct``)."""
+    from recbole_streamrec.trainer import STREAMRecTrainer
+
+    STREAMRecTrainer(config, model).load_initial_weights(path)
     model.init_reasoning_from_direct()
     model.set_stage("sft")
     return model.eval()
@@ -70,7 +68,7 @@ def main(argv: Optional[list[str]] = None) -> str:
 
     from recbole_streamrec.config import config_from_args
     from recbole_streamrec.quick_start import load_data
-    from recbole_streamrec.trainer.checkpoint import load_checkpoint
+    from recbole_streamrec.trainer.checkpoint import load_checkpoint, restore_model
     from recbole_streamrec.utils import get_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,8 +89,7 @@ def main(argv: Optional[list[str]] = None) -> str:
     for path, checkpoint in zip(paths, checkpoints):
         if checkpoint.get("model", "STREAMRec") != "STREAMRec":
             sys.exit(f"position_nll: {path} is a {checkpoint['model']} checkpoint, not STREAMRec")
-    stage1 = hand_over(model_class(config, train._dataset), load_checkpoint(args.stage1, "cpu"), args.stage1)
-    stage1 = stage1.to(config["device"])
+    stage1 = hand_over(config, model_class(config, train._dataset).to(config["device"]), args.stage1)
     batches = []
     for _, inter in zip(range(args.batches), train):
         inter = inter.to(config["device"])
@@ -102,7 +99,7 @@ def main(argv: Optional[list[str]] = None) -> str:
     models = [("hand-over (" + args.stage1 + ")", stage1)]
     for path, checkpoint in zip(paths, checkpoints):
         model = model_class(config, train._dataset)
-        model.load_state_dict(checkpoint["state_dict"])
+        restore_model(model, checkpoint, path)  # a checkpoint of another shape is a one-line error naming it
         model.set_stage("sft")
         models.append((path, model.to(config["device"]).eval()))
     rows = [(name, position_nll(model, batches), items_in_top(model, users) if users is not None else None)
