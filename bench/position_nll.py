@@ -36,7 +36,7 @@ def position_nll(model, batches) -> torch.Tensor:
         think, items = inter[model.REASONING_FIELD], inter[model.POS_ITEM_ID]
         enc, mask = model.encode(inter)
         labels = torch.cat([model.separated(think), model.item_labels(items)], dim=1)
-        logits = model.logits(model.decode_hidden(model.t5.decoder, labels, enc, mask)).float()
+        logits = model.logits(model.policy_hidden(labels, think.shape[1], enc, mask)).float()
         nll = -F.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # [B, T]
         if labels.shape[1] > think.shape[1] + model.n_codes + 1:  # drop the separator's column
             nll = torch.cat([nll[:, : think.shape[1]], nll[:, think.shape[1] + 1:]], dim=1)

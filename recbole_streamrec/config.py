@@ -237,7 +237,7 @@ _INT_MIN = {  # key: smallest valid value
     "nproc": 1,  # processes of a data-parallel run
 }
 _POSITIVE = ("learning_rate", "pt_learning_rate", "sft_learning_rate", "rl_learning_rate", "cf_learning_rate",
-             "rqvae_lr", "pt_temperature", "state_temperature", "rl_temperature", "sample_temperature", "dpo_beta",
+             "rqvae_lr", "trace_gate_learning_rate", "pt_temperature", "state_temperature", "rl_temperature", "sample_temperature", "dpo_beta",
              "rl_clip_eps")
 _NON_NEGATIVE = ("rqvae_beta", "dpo_weight", "quant_weight", "quant_beta", "state_weight", "rl_kl_beta",
                  "reward_format_weight", "reward_exact_match_weight", "reward_similarity_weight",
@@ -251,10 +251,10 @@ _CHOICES = {"item_vector_source": ("text", "collaborative", "cooccurrence", "aut
             "trace_vector_source": ("text", "collaborative", "cooccurrence"),
             "trace_token_init": ("members", "random"),
             "rl_advantage": ("total", "per_reward"), "rl_credit": ("rollout", "split"),
-            "rl_rollout": ("sample", "beam"),
+            "rl_rollout": ("sample", "beam"), "item_beam": ("pairs", "distinct"),
             **dict.fromkeys(("lr_decay_horizon", "pt_lr_decay_horizon", "sft_lr_decay_horizon", "rl_lr_decay_horizon"),
                             ("epochs", "budget"))}
-_OPTIONAL = ("inference_reasoning_steps", "threads", "lr_decay_epochs", "state_temperature", "stopping_delta",
+_OPTIONAL = ("inference_reasoning_steps", "trace_gate", "threads", "lr_decay_epochs", "state_temperature", "stopping_delta",
              *_POSITIVE_OPTIONAL, "pt_lr_decay_horizon", "sft_lr_decay_horizon", "rl_lr_decay_horizon")  # ``~`` is a valid value
 STAGES = ("pretrain", "sft", "rl")
 
@@ -275,6 +275,8 @@ def _key_problem(key: str, value: Any) -> str | None:
         return "must be a number > 0"
     if key in _NON_NEGATIVE and not (_is_number(value) and value >= 0):
         return "must be a number >= 0"
+    if key == "trace_gate" and not _is_number(value):
+        return "must be a number (the gate's starting bias, e.g. -8) or ~"
     if key == "dropout_rate" and not (_is_number(value) and 0 <= value < 1):
         return "must be a number in [0, 1)"
     if key == "min_lr_ratio" and not (_is_number(value) and 0 <= value <= 1):
@@ -304,7 +306,7 @@ def validate_config(config: RecBoleConfig) -> None:
     """Check every bounded key at start-up; one :class:`UserError` lists each bad key, its value and the valid range."""
     final = config.final_config_dict
     checked = (*_INT_MIN, *_POSITIVE, *_POSITIVE_OPTIONAL, *_NON_NEGATIVE, "dropout_rate", "min_lr_ratio", *_CHOICES, "stages",
-               "rqvae_hidden_dims")
+               "rqvae_hidden_dims", "trace_gate")
     problems = []
     for key in checked:
         if key not in final or (final[key] is None and key in _OPTIONAL):

@@ -26,7 +26,7 @@ from recbole_streamrec.trainer import STREAMRecTrainer
 from recbole_streamrec.trainer.grpo import GRPOConfig, grpo_loss_on_rollouts, make_rollouts
 
 from conftest import DATASET
-from test_streamrec import M, make_stream, perturbed  # noqa: F401  (make_stream is a fixture)
+from test_streamrec import M, make_stream, perturbed, train_rows  # noqa: F401  (fixtures)
 from test_bench_table2 import bench_script
 
 
@@ -516,3 +516,86 @@ def test_trace_statistics_hand_numbers() -> None:
     spelled = trace_statistics(torch.tensor([[5, 20, 40], [3, 21, 41]]), targets[:2], dist[:2, :1].repeat(1, 4))
     assert spelled["spells_target"] == pytest.approx(1 / 2)  # row 0 is the target's first three codes
     assert stats["distance"] == [4.0, 3.0, 2.0]
+
+
+# ---- trace_gate and item_beam: distinct (the hand-over decodes as stage 1) ----------------------------
+def gated(make_stream, gate: float, **keys: Any) -> STREAMRec:
+    """A tiny STREAM-Rec after the hand-over (policy = direct decoder), stage sft, with ``trace_gate: gate``."""
+    model, _ = make_stream(trace_separator=True, trace_gate=gate, **keys)
+    model.init_reasoning_from_direct()
+    model.set_stage("sft")
+    return model
+
+
+def test_a_closed_trace_gate_scores_the_item_as_the_direct_decoder(make_stream, feat) -> None:
+    """Closed (a bias of −1e4), the item after any trace is stage 1's direct decoder's prediction, by teacher
+    forcing and in the cached decoder; at 0 the gate changes nothing; half open it differs from both."""
+    rows = feat[:24]
+    logp = {}
+    for gate in (-1e4, -2.0, 0.0):
+        model = gated(make_stream, gate)
+        items = rows[model.POS_ITEM_ID]
+        torch.manual_seed(0)
+        enc, mask = model.encode(rows)
+        think = torch.randint(FIRST_CODE, FIRST_CODE + model.codebook_size, (24, model.n_reasoning))
+        with torch.no_grad():
+            forced = model.item_logp(model.t5.decoder, think, items, enc, mask)
+            cached = model.candidate_logp(enc, mask, think, items.unsqueeze(1)).squeeze(1)
+            direct = model.item_logp(model.direct_decoder, think[:, :0], items, enc, mask)
+        torch.testing.assert_close(cached, forced, atol=1e-4, rtol=0)  # the cache's gate is the mask's
+        logp[gate] = forced
+    torch.testing.assert_close(logp[-1e4], direct, atol=1e-4, rtol=0)
+    plain, _ = make_stream(trace_separator=True)
+    plain.init_reasoning_from_direct()
+    plain.set_stage("sft")
+    with torch.no_grad():
+        ungated = plain.item_logp(plain.t5.decoder, think, items, *plain.encode(rows))
+    torch.testing.assert_close(logp[0.0], ungated, atol=1e-5, rtol=0)
+    assert (logp[-2.0] - logp[-1e4]).abs().max() > 1e-3 and (logp[-2.0] - logp[0.0]).abs().max() > 1e-3
+
+
+def test_joint_decoding_with_a_closed_gate_and_distinct_items_ranks_as_the_direct_decoder(make_stream, tiny_batch) -> None:
+    """At the hand-over (gate closed) joint decoding over 4 traces with ``item_beam: distinct`` returns stage 1's
+    beam: the same items in the same order, each scored by its own log-probability plus the best trace's. With
+    ``item_beam: pairs`` the item beam spends beams on one item reached through several traces."""
+    batch = tiny_batch[:12]
+    model = gated(make_stream, -1e4, reasoning_decoding="joint", reasoning_beam=4, item_beam="distinct")
+    with torch.no_grad():
+        items, scores = model.generate_items(batch)
+        model.direct_inference = True
+        want, want_scores = model.generate_items(batch)
+        model.direct_inference = False
+        enc, mask = model.encode(batch)
+        pairs = model._trace_item_beam(model.t5.decoder, enc, mask, model.n_reasoning, model.beam_size)[0]
+        model.item_beam = "pairs"
+        repeated = model._trace_item_beam(model.t5.decoder, enc, mask, model.n_reasoning, model.beam_size)[0]
+    assert torch.equal(items, want)
+    shift = scores - want_scores  # log π(best trace), the same for every item of a user
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift), atol=1e-4, rtol=0)
+    assert (shift < 0).all()
+    assert all(len(set(row.tolist())) == row.numel() for row in pairs), "distinct: one beam per item"
+    assert any(len(set(row.tolist())) < row.numel() for row in repeated), "pairs: an item in several beams"
+
+
+def test_the_trace_gate_learns_at_its_own_rate_and_needs_the_separator(make_stream, train_rows) -> None:
+    """L_SFT reaches the gate; SFT's optimiser gives it ``trace_gate_learning_rate`` (no weight decay), and the
+    gate without ``trace_separator`` is a one-line error."""
+    model, config = make_stream(trace_separator=True, trace_gate=-4.0, trace_gate_learning_rate=0.05,
+                                dpo_weight=0.0)
+    model.set_stage("sft")
+    model.train()
+    sum(model.sft_loss(with_trace(model, train_rows[:16]))).backward()
+    assert model.trace_gate.grad is not None and model.trace_gate.grad.abs().sum() > 0
+    trainer = STREAMRecTrainer(config, model)
+    trainer._begin_stage("sft")
+    group = next(g for g in trainer.optimizer.param_groups if any(p is model.trace_gate for p in g["params"]))
+    assert group["initial_lr"] == 0.05 and group["weight_decay"] == 0.0 and len(group["params"]) == 1
+    with pytest.raises(ValueError, match="trace_gate needs trace_separator"):
+        make_stream(trace_gate=-4.0)
+
+
+def with_trace(model: STREAMRec, rows) -> Interaction:
+    """``rows`` with their annotation as the trace."""
+    rows = Interaction(dict(rows.interaction))
+    rows[model.REASONING_FIELD] = model.annotate(rows)
+    return rows

@@ -25,7 +25,23 @@ def _level_slice(logprobs: Tensor, level: int, codebook_size: int) -> Tensor:
     return logprobs[..., start : start + codebook_size]
 
 
-def _first_level(first_logprobs: Tensor, trie: PrefixTrie, width: int, beam: int) -> tuple[Tensor, ...]:
+def best_per_prefix(scores: Tensor, prefix: Tensor) -> Tensor:
+    """``scores`` ``[B, C]`` with every candidate but the best of each trie prefix ``prefix`` ``[B, C]`` at −inf.
+
+    Two candidates of one user that reach the same item prefix through different starting sequences (traces)
+    would take two beam slots for one item; this keeps the better one (``distinct`` search).
+    """
+    order = scores.argsort(dim=-1, descending=True, stable=True)  # best first
+    by_prefix = prefix.gather(1, order).argsort(dim=-1, stable=True)  # grouped by prefix, best first in a group
+    grouped = prefix.gather(1, order).gather(1, by_prefix)
+    repeat = torch.zeros_like(grouped, dtype=torch.bool)
+    repeat[:, 1:] = (grouped[:, 1:] == grouped[:, :-1]) & (grouped[:, 1:] >= 0)
+    in_order = torch.zeros_like(repeat).scatter_(1, by_prefix, repeat)  # back to the best-first order
+    return scores.masked_fill(torch.zeros_like(repeat).scatter_(1, order, in_order), float("-inf"))
+
+
+def _first_level(first_logprobs: Tensor, trie: PrefixTrie, width: int, beam: int,
+                 distinct: bool = False) -> tuple[Tensor, ...]:
     """Level 0 of the search: the ``beam`` best first codes of each user's ``W·K`` continuations.
 
     Returns scores, trie prefixes (−1 for a dead beam), the starting sequence each beam follows (``0..W−1``) and
@@ -36,6 +52,8 @@ def _first_level(first_logprobs: Tensor, trie: PrefixTrie, width: int, beam: int
     root = torch.zeros(batch * width, dtype=torch.long, device=first_logprobs.device)  # every sequence at the root
     children = trie.step(0, root).view(batch, width * k)  # [B, W·K]
     logp = _level_slice(first_logprobs.float(), 0, k).reshape(batch, width * k).masked_fill(children < 0, float("-inf"))
+    if distinct and width > 1:
+        logp = best_per_prefix(logp, children)
     if beam > width * k:
         # Level 0 has only W·K candidates: the beams beyond them start dead (-inf, no prefix) and the
         # later levels (beam·K candidates) fill them. Capping the beam at W·K instead would return fewer
@@ -59,6 +77,7 @@ def constrained_beam_search(
     beam_size: int,
     beams_per_user: int = 1,
     return_origins: bool = False,
+    distinct: bool = False,
 ) -> tuple[Tensor, ...]:
     """Search the ``beam_size`` most likely items for each of ``B`` users.
 
@@ -71,6 +90,9 @@ def constrained_beam_search(
         beams_per_user: ``W`` starting sequences per user (e.g. reasoning traces); level 0 chooses among
             all ``W·K`` continuations, so one user's beams may follow different prefixes.
         return_origins: also return which of the ``W`` starting sequences each item follows.
+        distinct: keep at most one beam per item prefix at every level (the best, whichever starting sequence
+            it follows), so the beams are ``beam_size`` different items; otherwise one item may fill several
+            beams through different starting sequences (with ``W`` = 1 both are the same search).
 
     Returns:
         items ``[B, beam]`` (RecBole item ids, 0 for a dead beam) and scores ``[B, beam]`` (sequence
@@ -79,7 +101,7 @@ def constrained_beam_search(
     """
     width, k, beam = beams_per_user, trie.codebook_size, beam_size
     batch = first_logprobs.shape[0] // width
-    scores, prefix, sources, codes = _first_level(first_logprobs, trie, width, beam)
+    scores, prefix, sources, codes = _first_level(first_logprobs, trie, width, beam, distinct)
     if width == 1:
         state.expand(beam)
     else:
@@ -90,8 +112,10 @@ def constrained_beam_search(
         tokens = (FIRST_CODE + (level - 1) * k + codes).reshape(-1, 1)  # [B·beam, 1]
         logp = _level_slice(step(tokens, state).float(), level, k)  # [B·beam, K]
         children = trie.step(level, prefix.reshape(-1))  # [B·beam, K]
-        total = (scores.reshape(-1, 1) + logp).masked_fill(children < 0, float("-inf"))
-        scores, flat = total.view(batch, beam * k).topk(beam, dim=-1)  # [B, beam]
+        total = (scores.reshape(-1, 1) + logp).masked_fill(children < 0, float("-inf")).view(batch, beam * k)
+        if distinct and width > 1:
+            total = best_per_prefix(total, children.view(batch, beam * k))
+        scores, flat = total.topk(beam, dim=-1)  # [B, beam]
         origin, codes = flat // k, flat % k
         sources = sources.gather(1, origin)
         prefix = children.view(batch, beam, k)[

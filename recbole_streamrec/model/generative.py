@@ -148,10 +148,15 @@ class GenerativeRecommender(SequentialRecommender):
         """Decoder inputs for teacher forcing: start token (PAD) then the labels but the last."""
         return torch.cat([labels.new_full((labels.shape[0], 1), PAD), labels[:, :-1]], dim=1)
 
-    def decode_hidden(self, decoder, labels: Tensor, enc: Tensor, enc_mask: Tensor) -> Tensor:
-        """Teacher-forced decoder states ``[B, T, d]`` for ``labels`` ``[B, T]`` (position t predicts labels[t])."""
-        return decoder(input_ids=self.shift_right(labels), encoder_hidden_states=enc,
-                       encoder_attention_mask=enc_mask).last_hidden_state
+    def decode_hidden(self, decoder, labels: Tensor, enc: Tensor, enc_mask: Tensor,
+                      self_mask: Optional[Tensor] = None) -> Tensor:
+        """Teacher-forced decoder states ``[B, T, d]`` for ``labels`` ``[B, T]`` (position t predicts labels[t]).
+
+        ``self_mask``: an additive self-attention mask ``[1, h, T, T]`` that replaces the causal one (it must
+        be causal itself).
+        """
+        return decoder(input_ids=self.shift_right(labels), encoder_hidden_states=enc, encoder_attention_mask=enc_mask,
+                       attention_mask=self_mask).last_hidden_state
 
     def item_labels(self, items: Tensor) -> Tensor:
         """``[B]`` item ids → ``[B, m + 1]`` labels: codes then EOS."""

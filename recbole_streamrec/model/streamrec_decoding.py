@@ -64,8 +64,9 @@ class ReasoningDecoding:
 
     def think(self, cached: CachedT5Decoder, state: DecoderState, batch: int) -> tuple[Tensor, Tensor]:
         """:meth:`decode_prefix` that also returns the prefix it generated, ``([B, V], [B, steps])``."""
-        hidden = cached.step(self.start_tokens(batch, self.item_codes.device), state)[:, -1]
         steps = self.prefix_steps()
+        self.gate_trace(state, steps)
+        hidden = cached.step(self.start_tokens(batch, self.item_codes.device), state)[:, -1]
         tokens = torch.zeros(batch, 0, dtype=torch.long, device=hidden.device)
         if self.reasoning_decoding == "beam" and steps > 0:
             hidden, tokens = self._beam_prefix(cached, state, hidden, steps)
@@ -139,13 +140,14 @@ class ReasoningDecoding:
         (W = 1 when ``steps`` is 0)."""
         cached = CachedT5Decoder(decoder)
         state = cached.start(enc, mask)
+        self.gate_trace(state, steps)
         hidden = cached.step(self.start_tokens(enc.shape[0], enc.device), state)[:, -1]
         hidden, traces, trace_logp = self._beam_prefix(cached, state, hidden, steps, keep_all=True)
         hidden = self._close_trace(cached, state, hidden, steps)
         first = F.log_softmax(self.logits(hidden).float(), dim=-1) + trace_logp.reshape(-1, 1)  # [B·W, V]
         items, scores, origins = constrained_beam_search(self.step_fn(cached), first, state, self.trie,
                                                          beam_size=beam, beams_per_user=trace_logp.shape[1],
-                                                         return_origins=True)
+                                                         return_origins=True, distinct=self.item_beam == "distinct")
         return items, scores, traces, origins
 
     def _generate_after_oracle(self, interaction, beam: int, steps: int) -> tuple[Tensor, Tensor]:
@@ -156,6 +158,7 @@ class ReasoningDecoding:
             enc, mask = self.encode(interaction)
             cached = CachedT5Decoder(self.inference_decoder())
             state = cached.start(enc, mask)
+            self.gate_trace(state, think.shape[1])
             prefix = torch.cat([self.start_tokens(enc.shape[0], enc.device), self.separated(think)], dim=1)
             first = F.log_softmax(self.logits(cached.step(prefix, state)[:, -1]).float(), dim=-1)
             return constrained_beam_search(self.step_fn(cached), first, state, self.trie, beam_size=beam)
@@ -199,6 +202,7 @@ class ReasoningDecoding:
         constrained = item_decoding == "trie"
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
+        self.gate_trace(state, self.n_reasoning)
         state.expand(group)
         n = enc.shape[0] * group
         token = self.start_tokens(n, enc.device)
@@ -246,7 +250,7 @@ class ReasoningDecoding:
         trace = traces.gather(1, origin.unsqueeze(-1).expand(-1, -1, steps))  # [B, G, l]
         item = item.clamp(min=1)  # a dead beam (only with fewer than G items in all) stands for item 1
         tokens = torch.cat([trace, self.target_tokens(item)], dim=-1).view(batch * group, -1)
-        hidden = self.decode_hidden(self.t5.decoder, self._with_separator(tokens), enc.repeat_interleave(group, 0),
+        hidden = self.policy_hidden(self._with_separator(tokens), steps, enc.repeat_interleave(group, 0),
                                     mask.repeat_interleave(group, 0))
         return tokens, hidden.mean(dim=1)
 
@@ -260,6 +264,7 @@ class ReasoningDecoding:
         n, c = candidates.shape
         cached = CachedT5Decoder(self.t5.decoder)
         state = cached.start(enc, mask)
+        self.gate_trace(state, think.shape[1])
         state.expand(n // enc.shape[0])
         start = self.start_tokens(n, enc.device)
         prefix = torch.cat([start, self.separated(think)], dim=1)  # [N, 1 + l (+ 1)]
@@ -278,7 +283,7 @@ class ReasoningDecoding:
         it is not drawn, so it has no log-probability here.
         """
         labels = self._with_separator(tokens)
-        hidden = self.decode_hidden(self.t5.decoder, labels, enc, mask)
+        hidden = self.policy_hidden(labels, self.n_reasoning, enc, mask)
         logp = F.log_softmax(self.logits(hidden).float(), dim=-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)
         if labels.shape[1] == tokens.shape[1]:
             return logp

@@ -36,6 +36,14 @@ class DecoderState:
     # item beams): kept once per user, like the encoder side, so beams never copy them
     prefix_k: list[Tensor] = field(default_factory=list)  # per layer [B, h, d_kv, t_prefix]
     prefix_v: list[Tensor] = field(default_factory=list)  # per layer [B, h, t_prefix, d_kv]
+    # a per-head bias [h] that queries at position >= gate_from add to keys before gate_from (STREAM-Rec's
+    # trace gate: the item's view of the start token and the trace); None: no gate
+    gate: Tensor | None = None
+    gate_from: int = 0
+
+    def close_view(self, gate: Tensor, position: int) -> None:
+        """From position ``position`` on, queries see the keys before it through the extra bias ``gate`` ``[h]``."""
+        self.gate, self.gate_from = gate, position
 
     @property
     def prefix_length(self) -> int:
@@ -112,6 +120,11 @@ class CachedT5Decoder:
         if q > 1:  # causal mask inside the new tokens
             causal = torch.ones(q, t + q, dtype=torch.bool, device=tokens.device).tril(diagonal=t)
             bias = bias.masked_fill(~causal, torch.finfo(bias.dtype).min)
+        if state.gate is not None and t + q > state.gate_from:
+            rows = torch.arange(t, t + q, device=tokens.device) >= state.gate_from  # [q]
+            cols = torch.arange(t + q, device=tokens.device) < state.gate_from  # [t + q]
+            gated = (rows[:, None] & cols[None, :]).to(bias.dtype)  # [q, t + q]
+            bias = bias + gated * state.gate.to(bias.dtype).view(1, -1, 1, 1)
         first = not state.self_k
         for i, block in enumerate(self.decoder.block):
             sa_layer, ca_layer, ff_layer = block.layer

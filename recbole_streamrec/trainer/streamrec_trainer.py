@@ -49,6 +49,7 @@ import math
 import os
 from contextlib import nullcontext
 from time import time
+from typing import Callable, Optional
 
 import torch
 from recbole.trainer import Trainer
@@ -74,6 +75,21 @@ def is_policy_self_attention(name: str) -> bool:
     """Whether parameter ``name`` is in the policy decoder's self-attention (what reads the reasoning tokens
     before the item; ``sft_attention_learning_rate``), not the direct decoder's."""
     return ".SelfAttention." in name and (name.startswith("t5.decoder.") or ".t5.decoder." in name)
+
+
+def own_rates(attention_lr: Optional[float], gate_lr: Optional[float]) -> Optional[Callable[[str], Optional[float]]]:
+    """``lr_of`` of SFT's optimiser (:func:`~recbole_streamrec.trainer.recipe.decay_groups`): the policy decoder's
+    self-attention at ``sft_attention_learning_rate``, ``trace_gate`` at ``trace_gate_learning_rate`` (``None``:
+    the stage's rate)."""
+    if attention_lr is None and gate_lr is None:
+        return None
+
+    def lr_of(name: str) -> Optional[float]:
+        if name == "trace_gate" or name.endswith(".trace_gate"):
+            return gate_lr
+        return attention_lr if is_policy_self_attention(name) else None
+
+    return lr_of
 
 
 class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
@@ -107,10 +123,13 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         self.trained_seconds = 0.0  # each stage has its own training clock (and time budget, <stage>_time_budget)
         self.recipe = Recipe.from_config(cfg, STAGE_PREFIX[stage])  # this stage's warm-up, decay, weight decay, budget
         attention_lr = cfg["sft_attention_learning_rate"] if stage == "sft" else None
-        lr_of = None if attention_lr is None else (lambda name: attention_lr if is_policy_self_attention(name) else None)
-        self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=lr, lr_of=lr_of)
+        gate_lr = cfg["trace_gate_learning_rate"] if stage == "sft" and self.model.trace_gate is not None else None
+        self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=lr,
+                                               lr_of=own_rates(attention_lr, gate_lr))
         self.log_recipe(f" ({stage})")
         reads = "" if attention_lr is None else f" (the policy decoder's self-attention: {attention_lr})"
+        if gate_lr is not None:
+            reads += f" (trace gate: {gate_lr}, now {self._gate_summary()})"
         self.logger.info(set_color(f"STREAM-Rec stage {stage}", "green") + f": lr {lr}{reads}, up to {self.epochs} epochs")
 
     def _reference_file(self) -> str:
@@ -351,7 +370,14 @@ class STREAMRecTrainer(RecipeMixin, SafeCheckpointMixin, Trainer):
         """RecBole's epoch line, with each loss part named (``sft 1.23, dpo 0.07, …``)."""
         parts = losses if isinstance(losses, tuple) else (losses,)
         named = ", ".join(f"{name} {value:.4f}" for name, value in zip(LOSS_PARTS[self.stage], parts))
+        if self.stage != "pretrain" and self.model.trace_gate is not None:
+            named += f", trace gate {self._gate_summary()}"
         return f"[{self.stage}] epoch {epoch_idx} training [time: {e_time - s_time:.2f}s, {named}]"
+
+    def _gate_summary(self) -> str:
+        """``trace_gate`` per head, min/mean/max (how far the item's view of the trace has opened)."""
+        gate = self.model.trace_gate.detach().float()
+        return f"min {gate.min():.2f} / mean {gate.mean():.2f} / max {gate.max():.2f}"
 
     def results_table(self) -> str:
         """The PT / SFT / RL table: Recall and NDCG at 5 and 10, valid and test."""

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue 12 point 2 (the hand-over): the trace gate (`trace_gate`, the item's view of the start token and the trace
+# through a learnt per-head bias that starts closed) and joint decoding's distinct item beam (`item_beam: distinct`).
+# Reduced: 3 SFT epochs, one annotation round. Stage 1 is the weight-decay-0.15 paper-size recency TIGER
+# (valid 0.0770), made first by
+#   bash docs/results/tiger-scientific-paper-recency/run.sh 3e-4 60 0.15
+# SFT as in ../streamrec-scientific-paper-attention-lr/: 20 warm-up steps, a cosine over 3 epochs, sft_learning_rate
+# 1.5e-4, trace_separator on, validation after every epoch, then the test of the best with per-user ranks.
+# Run from the repository root; ~3 min per hand-over, ~17 min per SFT run.
+#   bash docs/results/streamrec-scientific-paper-gate/run.sh [RUN ...]
+# RUN: handover:GATE:BEAM — stage 1's weights (both decoders) evaluated with STREAM-Rec's own decoding before any SFT
+#        step, GATE the trace gate's starting bias (or none), BEAM the item beam (pairs | distinct);
+#      sft:GATE:TRACE — SFT with that gate (or none), item_beam distinct, reasoning_trace TRACE (annotated | constant).
+set -euo pipefail
+TIGER=saved/TIGER-amazon2018-scientific-paper-recency-lr3e-4-h60-wd0.15.pth
+O=docs/results/streamrec-scientific-paper-gate
+BASE=(--model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data --recency_embedding=True
+      --stages="[sft]" --trace_separator=True)
+SFT=(--init_checkpoint=$TIGER --sft_rounds=1 --sft_epochs_per_round=3 --sft_warmup_steps=20 --sft_lr_decay_epochs=3
+     --sft_learning_rate=1.5e-4)
+for RUN in "$@"; do
+    IFS=: read -r KIND GATE THIRD <<< "$RUN"
+    KEY=()
+    [[ $GATE == none ]] || KEY+=(--trace_gate="$GATE")
+    if [[ $KIND == handover ]]; then
+        NAME=handover-gate$GATE-$THIRD
+        # the hand-over's weights: TIGER in the encoder and both decoders, the gate at its start (if any)
+        python - "$TIGER" "$GATE" "saved/STREAMRec-amazon2018-scientific-paper-$NAME-sft.pth" <<'PY'
+import sys
+import torch
+from recbole_streamrec.model.streamrec import Head
+from recbole_streamrec.trainer.checkpoint import save_checkpoint
+tiger, gate, out = sys.argv[1:]
+tiger = torch.load(tiger, weights_only=True)["state_dict"]
+state = dict(tiger)
+state.update({"direct_decoder." + k[len("t5.decoder."):]: v for k, v in tiger.items() if k.startswith("t5.decoder.")})
+d = tiger["t5.shared.weight"].shape[1]  # MLP_r and MLP_s at their default start (annotation only; unused here)
+state.update({"mlp_r." + k: v for k, v in Head(d, skip=True, zero_init=True).state_dict().items()})
+state.update({"mlp_s." + k: v for k, v in Head(d, zero_init=True).state_dict().items()})
+if gate != "none":
+    heads = tiger["t5.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape[1]
+    state["trace_gate"] = torch.full((heads,), float(gate))
+save_checkpoint({"model": "STREAMRec", "state_dict": state}, out)
+PY
+        python run_recbole_streamrec.py "${BASE[@]}" "${KEY[@]}" --item_beam="$THIRD" --checkpoint_tag="paper-$NAME" \
+            --eval_only --result_file=$O/$NAME.json > $O/$NAME.log 2>&1
+        continue
+    fi
+    NAME=sft-gate$GATE-${THIRD:-annotated}
+    python run_recbole_streamrec.py "${BASE[@]}" "${SFT[@]}" "${KEY[@]}" --item_beam=distinct \
+        --reasoning_trace="${THIRD:-annotated}" --checkpoint_tag="paper-$NAME" --result_file=$O/$NAME.json \
+        --valid_rank_file=$O/ranks-valid-$NAME.csv --rank_file=$O/ranks-test-$NAME.csv > $O/$NAME.log 2>&1
+done
