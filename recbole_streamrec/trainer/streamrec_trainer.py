@@ -40,6 +40,11 @@ paper-size TIGER on amazon2018-scientific (``docs/results/streamrec-scientific-p
 hand-over STREAM-Rec's decoding scores valid NDCG@10 0.0681 against the same weights' 0.0770 as TIGER; at 1e-3 the
 item copies every code of the trace after three epochs (at 1.5e-4 only the first), but validation ties the run
 without the key (0.0764 against 0.0758) and the first epoch still falls short of stage 1 (0.0724).
+What keeps stage 1 is two more keys: ``trace_gate`` puts the item's view of the trace behind a learnt per-head bias
+that starts closed (at the hand-over the item then sees ``[start, codes(i)]`` as stage 1's direct decoder did), and
+``item_beam: distinct`` lets no item fill two of joint decoding's beams through two traces. With both, the hand-over
+decodes as stage 1 before any SFT step (valid 0.0769 against 0.0770, ``docs/results/streamrec-scientific-paper-gate/``;
+0.0701 with the distinct beam alone), and SFT opens the gate at ``trace_gate_learning_rate`` (logged every epoch).
 """
 
 from __future__ import annotations

@@ -10,16 +10,16 @@
 #   bash docs/results/streamrec-scientific-paper-gate/run.sh [RUN ...]
 # RUN: handover:GATE:BEAM — stage 1's weights (both decoders) evaluated with STREAM-Rec's own decoding before any SFT
 #        step, GATE the trace gate's starting bias (or none), BEAM the item beam (pairs | distinct);
-#      sft:GATE:TRACE — SFT with that gate (or none), item_beam distinct, reasoning_trace TRACE (annotated | constant).
+#      sft:GATE[:TRACE[:SFT_LR]] — SFT with that gate (or none), item_beam distinct, reasoning_trace TRACE (annotated,
+#        default, | constant), sft_learning_rate SFT_LR (default 1.5e-4).
 set -euo pipefail
 TIGER=saved/TIGER-amazon2018-scientific-paper-recency-lr3e-4-h60-wd0.15.pth
 O=docs/results/streamrec-scientific-paper-gate
 BASE=(--model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data --recency_embedding=True
       --stages="[sft]" --trace_separator=True)
-SFT=(--init_checkpoint=$TIGER --sft_rounds=1 --sft_epochs_per_round=3 --sft_warmup_steps=20 --sft_lr_decay_epochs=3
-     --sft_learning_rate=1.5e-4)
+SFT=(--init_checkpoint=$TIGER --sft_rounds=1 --sft_epochs_per_round=3 --sft_warmup_steps=20 --sft_lr_decay_epochs=3)
 for RUN in "$@"; do
-    IFS=: read -r KIND GATE THIRD <<< "$RUN"
+    IFS=: read -r KIND GATE THIRD LR <<< "$RUN"
     KEY=()
     [[ $GATE == none ]] || KEY+=(--trace_gate="$GATE")
     if [[ $KIND == handover ]]; then
@@ -47,7 +47,9 @@ PY
         continue
     fi
     NAME=sft-gate$GATE-${THIRD:-annotated}
-    python run_recbole_streamrec.py "${BASE[@]}" "${SFT[@]}" "${KEY[@]}" --item_beam=distinct \
+    LR=${LR:-1.5e-4}
+    [[ $LR == 1.5e-4 ]] || NAME+=-lr$LR
+    python run_recbole_streamrec.py "${BASE[@]}" "${SFT[@]}" "${KEY[@]}" --item_beam=distinct --sft_learning_rate="$LR" \
         --reasoning_trace="${THIRD:-annotated}" --checkpoint_tag="paper-$NAME" --result_file=$O/$NAME.json \
         --valid_rank_file=$O/ranks-valid-$NAME.csv --rank_file=$O/ranks-test-$NAME.csv > $O/$NAME.log 2>&1
 done
