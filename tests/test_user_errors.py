@@ -103,6 +103,9 @@ def test_unknown_stage_names_the_key(config_for, monkeypatch: pytest.MonkeyPatch
     ("--beam_size=5", r"beam_size=5 .* largest topk \(10\)"),
     ("--rl_advantage=sum", r"rl_advantage='sum' .* total, per_reward"),
     ("--rl_credit=tokens", r"rl_credit='tokens' .* rollout, split"),
+    ("--trace_gate=closed", r"trace_gate='closed' .* a number \(the gate's starting bias"),
+    ("--trace_gate_learning_rate=0", r"trace_gate_learning_rate=0 .* > 0"),
+    ("--item_beam=items", r"item_beam='items' .* pairs, distinct"),
 ])
 def test_bad_config_value_names_key_and_range(config_for, monkeypatch: pytest.MonkeyPatch, arg: str,
                                               message: str) -> None:
