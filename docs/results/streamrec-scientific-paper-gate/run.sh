@@ -11,13 +11,15 @@
 # RUN: handover:GATE:BEAM — stage 1's weights (both decoders) evaluated with STREAM-Rec's own decoding before any SFT
 #        step, GATE the trace gate's starting bias (or none), BEAM the item beam (pairs | distinct);
 #      sft:GATE[:TRACE[:SFT_LR]] — SFT with that gate (or none), item_beam distinct, reasoning_trace TRACE (annotated,
-#        default, | constant), sft_learning_rate SFT_LR (default 1.5e-4).
+#        default, | constant), sft_learning_rate SFT_LR (default 1.5e-4);
+#      rl:GATE[:TRACE[:SFT_LR]] — after that SFT run: GRPO from its best checkpoint with its π_ref, reduced to 2 epochs
+#        of 100 rollout batches (every other GRPO key at its default, as in ../streamrec-scientific-state-loss/).
 set -euo pipefail
 TIGER=saved/TIGER-amazon2018-scientific-paper-recency-lr3e-4-h60-wd0.15.pth
 O=docs/results/streamrec-scientific-paper-gate
 BASE=(--model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data --recency_embedding=True
-      --stages="[sft]" --trace_separator=True)
-SFT=(--init_checkpoint=$TIGER --sft_rounds=1 --sft_epochs_per_round=3 --sft_warmup_steps=20 --sft_lr_decay_epochs=3)
+      --trace_separator=True)
+SFT=(--stages="[sft]" --init_checkpoint=$TIGER --sft_rounds=1 --sft_epochs_per_round=3 --sft_warmup_steps=20 --sft_lr_decay_epochs=3)
 for RUN in "$@"; do
     IFS=: read -r KIND GATE THIRD LR <<< "$RUN"
     KEY=()
@@ -42,13 +44,21 @@ if gate != "none":
     state["trace_gate"] = torch.full((heads,), float(gate))
 save_checkpoint({"model": "STREAMRec", "state_dict": state}, out)
 PY
-        python run_recbole_streamrec.py "${BASE[@]}" "${KEY[@]}" --item_beam="$THIRD" --checkpoint_tag="paper-$NAME" \
+        python run_recbole_streamrec.py "${BASE[@]}" "${KEY[@]}" --item_beam="$THIRD" --stages="[sft]" --checkpoint_tag="paper-$NAME" \
             --eval_only --result_file=$O/$NAME.json > $O/$NAME.log 2>&1
         continue
     fi
     NAME=sft-gate$GATE-${THIRD:-annotated}
     LR=${LR:-1.5e-4}
     [[ $LR == 1.5e-4 ]] || NAME+=-lr$LR
+    if [[ $KIND == rl ]]; then
+        python run_recbole_streamrec.py "${BASE[@]}" "${KEY[@]}" --item_beam=distinct --reasoning_trace="${THIRD:-annotated}" \
+            --stages="[rl]" --rl_epochs=2 --rl_steps_per_epoch=100 --init_checkpoint=saved/STREAMRec-amazon2018-scientific-paper-$NAME-sft.pth \
+            --reference_checkpoint=saved/STREAMRec-amazon2018-scientific-paper-$NAME-pi_ref.pth --checkpoint_tag="paper-rl-$NAME" \
+            --result_file=$O/rl-$NAME.json --valid_rank_file=$O/ranks-valid-rl-$NAME.csv --rank_file=$O/ranks-test-rl-$NAME.csv \
+            > $O/rl-$NAME.log 2>&1
+        continue
+    fi
     python run_recbole_streamrec.py "${BASE[@]}" "${SFT[@]}" "${KEY[@]}" --item_beam=distinct --sft_learning_rate="$LR" \
         --reasoning_trace="${THIRD:-annotated}" --checkpoint_tag="paper-$NAME" --result_file=$O/$NAME.json \
         --valid_rank_file=$O/ranks-valid-$NAME.csv --rank_file=$O/ranks-test-$NAME.csv > $O/$NAME.log 2>&1
