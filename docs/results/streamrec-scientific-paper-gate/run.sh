@@ -10,8 +10,8 @@
 #   bash docs/results/streamrec-scientific-paper-gate/run.sh [RUN ...]
 # RUN: handover:GATE:BEAM — stage 1's weights (both decoders) evaluated with STREAM-Rec's own decoding before any SFT
 #        step, GATE the trace gate's starting bias (or none), BEAM the item beam (pairs | distinct);
-#      sft:GATE[:TRACE[:SFT_LR]] — SFT with that gate (or none), item_beam distinct, reasoning_trace TRACE (annotated,
-#        default, | constant), sft_learning_rate SFT_LR (default 1.5e-4);
+#      sft:GATE[:TRACE[:SFT_LR[:SEED]]] — SFT with that gate (or none), item_beam distinct, reasoning_trace TRACE
+#        (annotated, default, | constant), sft_learning_rate SFT_LR (default 1.5e-4), seed SEED (default: the config's);
 #      rl:GATE[:TRACE[:SFT_LR]] — after that SFT run: GRPO from its best checkpoint with its π_ref, reduced to 2 epochs
 #        of 100 rollout batches (every other GRPO key at its default, as in ../streamrec-scientific-state-loss/).
 set -euo pipefail
@@ -21,7 +21,7 @@ BASE=(--model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/da
       --trace_separator=True)
 SFT=(--stages="[sft]" --init_checkpoint=$TIGER --sft_rounds=1 --sft_epochs_per_round=3 --sft_warmup_steps=20 --sft_lr_decay_epochs=3)
 for RUN in "$@"; do
-    IFS=: read -r KIND GATE THIRD LR <<< "$RUN"
+    IFS=: read -r KIND GATE THIRD LR SEED <<< "$RUN"
     KEY=()
     [[ $GATE == none ]] || KEY+=(--trace_gate="$GATE")
     if [[ $KIND == handover ]]; then
@@ -51,6 +51,7 @@ PY
     NAME=sft-gate$GATE-${THIRD:-annotated}
     LR=${LR:-1.5e-4}
     [[ $LR == 1.5e-4 ]] || NAME+=-lr$LR
+    [[ -z ${SEED:-} ]] || { NAME+=-seed$SEED; KEY+=(--seed="$SEED"); }
     if [[ $KIND == rl ]]; then
         python run_recbole_streamrec.py "${BASE[@]}" "${KEY[@]}" --item_beam=distinct --reasoning_trace="${THIRD:-annotated}" \
             --stages="[rl]" --rl_epochs=2 --rl_steps_per_epoch=100 --init_checkpoint=saved/STREAMRec-amazon2018-scientific-paper-$NAME-sft.pth \
