@@ -52,8 +52,8 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   the item's codes) read the start token and the trace through a learnt per-head bias ``g`` added to their
   self-attention logits, ``g`` starting at ``trace_gate`` (e.g. −8: closed). At the hand-over the item then sees
   ``[start, codes(i)]`` exactly as stage 1's direct decoder did, so the policy scores every item as stage 1
-  after any trace; SFT opens the gate (``trace_gate_learning_rate``, no weight decay) as far as reading the
-  trace lowers L_SFT. Without it the item after an unseen trace is not stage 1's prediction
+  after any trace; SFT trains the gate (``trace_gate_learning_rate``, no weight decay), which opens it only
+  as far as reading the trace lowers L_SFT (measured: from −8 and from −3 it first closed further). Without it the item after an unseen trace is not stage 1's prediction
   (``docs/results/streamrec-scientific-paper-attention-lr/``: the first item code's NLL 4.02 right after a
   trace that spells it) and joint decoding loses 12% of stage 1's NDCG@10 before any SFT step.
 * **Distinct item beam** (``item_beam: distinct``, not in the paper): joint decoding keeps at most one beam per
@@ -98,7 +98,7 @@ from recbole_streamrec.model.losses import (
     token_cross_entropy,
 )
 from recbole_streamrec.model.streamrec_decoding import ReasoningDecoding
-from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState
+from recbole_streamrec.model.t5_decoding import CachedT5Decoder, DecoderState, view_bias
 from recbole_streamrec.tokenizer.codes import FIRST_CODE, PAD, codes_to_tokens, vocab_size
 
 STAGES = ("pretrain", "sft", "rl")
@@ -362,9 +362,7 @@ class STREAMRec(ReasoningDecoding, GenerativeRecommender):
         device = self.trace_gate.device
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
         mask = torch.zeros(length, length, device=device).masked_fill(~causal, torch.finfo(torch.float).min)
-        gated = torch.zeros(length, length, device=device)
-        gated[steps + 1 :, : steps + 1] = 1.0
-        return (mask + gated * self.trace_gate.float().view(-1, 1, 1)).unsqueeze(0)
+        return mask + view_bias(self.trace_gate.float(), steps + 1, 0, length)
 
     def policy_hidden(self, labels: Tensor, steps: int, enc: Tensor, mask: Tensor) -> Tensor:
         """:meth:`decode_hidden` of the policy decoder for ``labels`` ``[separated(trace of steps tokens), …]``,

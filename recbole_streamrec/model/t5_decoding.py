@@ -21,6 +21,15 @@ from torch import Tensor
 from transformers.models.t5.modeling_t5 import T5Stack
 
 
+def view_bias(gate: Tensor, gate_from: int, past: int, q: int) -> Tensor:
+    """``[1, h, q, past + q]``: ``gate`` ``[h]`` where a query at position ``past..past+q−1`` that is at or after
+    ``gate_from`` reads a key before ``gate_from``, 0 elsewhere (the trace gate of :meth:`DecoderState.close_view`
+    and of STREAM-Rec's teacher-forced mask)."""
+    rows = torch.arange(past, past + q, device=gate.device) >= gate_from  # [q]
+    cols = torch.arange(past + q, device=gate.device) < gate_from  # [past + q]
+    return (rows[:, None] & cols[None, :]).to(gate.dtype) * gate.view(1, -1, 1, 1)
+
+
 @dataclass
 class DecoderState:
     """Cache for ``N = B · group`` sequences decoding against ``B`` encoder outputs."""
@@ -121,10 +130,7 @@ class CachedT5Decoder:
             causal = torch.ones(q, t + q, dtype=torch.bool, device=tokens.device).tril(diagonal=t)
             bias = bias.masked_fill(~causal, torch.finfo(bias.dtype).min)
         if state.gate is not None and t + q > state.gate_from:
-            rows = torch.arange(t, t + q, device=tokens.device) >= state.gate_from  # [q]
-            cols = torch.arange(t + q, device=tokens.device) < state.gate_from  # [t + q]
-            gated = (rows[:, None] & cols[None, :]).to(bias.dtype)  # [q, t + q]
-            bias = bias + gated * state.gate.to(bias.dtype).view(1, -1, 1, 1)
+            bias = bias + view_bias(state.gate.to(bias.dtype), state.gate_from, t, q)
         first = not state.self_k
         for i, block in enumerate(self.decoder.block):
             sa_layer, ca_layer, ff_layer = block.layer
