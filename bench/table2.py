@@ -19,6 +19,12 @@ The semantic IDs and neighbour table are built once, before the runs, so no run'
 
 Resumable: ``<out>/runs/<run>.json`` marks a finished run (skipped); an interrupted one continues from its
 ``-last`` checkpoint. Rerun the same command after a kill. ``--report_only`` rebuilds the table from the runs.
+
+``--reuse TIGER=<result.json>`` takes a model's row from a run another committed command already made (its
+``--result_file`` and, through ``--extra TIGER:checkpoint_tag=<its tag>`` and the same overrides, its
+checkpoint): nothing is trained again, the timed test pass still reloads the checkpoint and must reproduce the
+file's test metrics, and the train time is the file's ``train_seconds`` (the fit's wall clock: training and
+validation), marked as reused in the table.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class RunSpec:
     model: str
     lr: Optional[float]  # None: the config's own learning rate(s)
     args: list[str]  # the child's arguments (RecBole reads the --key=value ones as config overrides)
+    reused: Optional[str] = None  # result file of a run made elsewhere (--reuse): not trained here
 
 
 # ---- plan ---------------------------------------------------------------------------------------------
@@ -62,6 +69,9 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
     key = hashlib.sha1(str(args.out.resolve()).encode()).hexdigest()[:6]  # one bench folder, one set of checkpoints
     specs = []
     for model in args.models:
+        if model in args.reuse:  # one run, made elsewhere: its own checkpoint tag comes from --extra
+            specs.append(RunSpec(model, model, None, common_args(args, model), reused=args.reuse[model]))
+            continue
         if model not in GENERATIVE:
             grid = args.lrs
         else:
@@ -104,6 +114,9 @@ def execute(spec: RunSpec, runs: Path, threads: Optional[int]) -> Optional[dict[
     """Train (or resume), time the test pass, and write ``runs/<name>.json``; None if a step failed."""
     final, log, ledger = runs / f"{spec.name}.json", runs / f"{spec.name}.log", runs / f"{spec.name}.attempts.json"
     result_file, timing_file = runs / f"{spec.name}.result.json", runs / f"{spec.name}.timing.json"
+    if spec.reused and not result_file.is_file():
+        print(f"[table2] {spec.name}: reusing {spec.reused} (not trained here)", flush=True)
+        result_file.write_text(Path(ROOT / spec.reused).read_text())
     if not result_file.is_file():
         print(f"[table2] {spec.name}: training (log: {log})", flush=True)
         partial = result_file.with_suffix(".part")
@@ -124,10 +137,12 @@ def execute(spec: RunSpec, runs: Path, threads: Optional[int]) -> Optional[dict[
             return None
     attempts = json.loads(ledger.read_text()) if ledger.is_file() else []
     train = [a for a in attempts if a["phase"] == "train"]
+    result = json.loads(result_file.read_text())
     record = {
         "run": spec.name, "model": spec.model, "lr": spec.lr, "args": spec.args,
-        "result": json.loads(result_file.read_text()), "timing": json.loads(timing_file.read_text()),
-        "train_seconds": sum(a["seconds"] for a in train) if train else None, "attempts": attempts,
+        "result": result, "timing": json.loads(timing_file.read_text()),
+        "train_seconds": sum(a["seconds"] for a in train) if train else result.get("train_seconds"),
+        "attempts": attempts, **({"reused_from": spec.reused} if spec.reused else {}),
         "peak_rss_mb": max((a["peak_rss_mb"] for a in train if a["peak_rss_mb"]), default=None),
         "finished": datetime.now().isoformat(timespec="seconds"),
     }
@@ -266,7 +281,9 @@ def runs_table(args: argparse.Namespace, specs: list[RunSpec], records: dict[str
                          unfinished_status(args.out / "runs", s.name)])
             continue
         body.append([s.name, f"{s.lr:g}" if s.lr is not None else "config", fmt_number(valid_score(rec)),
-                     fmt_number(_final_test(rec)), fmt_seconds(rec["train_seconds"]),
+                     fmt_number(_final_test(rec)),
+                     fmt_seconds(rec["train_seconds"]) + (f" (reused: `{rec['reused_from']}`)"
+                                                          if rec.get("reused_from") else ""),
                      "yes" if timing_matches(rec) else "**no**", "selected" if s.name in selected else ""])
     return markdown_table(["run", "lr", "valid N@10", "test N@10", "train time", "timed pass = run's test", ""],
                           body, "llrrrll")
@@ -304,7 +321,8 @@ def table_markdown(args, specs: list[RunSpec], records: dict[str, dict], rows: l
         f"Test split, full ranking, leave-one-out (SPEC §6). Baselines: the learning rate with the best validation "
         f"NDCG@10 out of {grid}; {generative}.", "",
         "Train time: wall clock of the training process (data loading, training, early-stopping validation, the "
-        "final test pass; summed over resumed attempts). " + stage_note(rows) + " "
+        "final test pass; summed over resumed attempts; a reused run's is its result file's `train_seconds`, the "
+        "fit's training and validation only). " + stage_note(rows) + " "
         "Eval users/s: test users over the wall time of one `trainer.evaluate(test_data)` pass in a separate "
         "process. Peak RSS: the training process's maximum resident host memory (on a GPU, the timed pass's GPU "
         "memory is `cuda_max_allocated_mb` in `runs/<run>.json`).",
@@ -401,6 +419,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--extra", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides passed to every run (e.g. epochs=5 eval_batch_size=512); "
                              "Model:key=value passes one to that model's runs only (e.g. STREAMRec:pt_epochs=6)")
+    parser.add_argument("--reuse", nargs="+", action="extend", default=[], metavar="MODEL=RESULT_JSON",
+                        help="take MODEL's row from a run already made by another command: its --result_file, "
+                             "with --extra MODEL:checkpoint_tag=<its tag> and its overrides (nothing is retrained; "
+                             "the timed test pass checks the checkpoint against the file)")
     parser.add_argument("--label", default=None, help="text shown at the top of table.md (say 'reduced: …' here)")
     parser.add_argument("--paper_column", default=None, help="Instruments | Scientific (default: from --dataset)")
     parser.add_argument("--threads", type=int, default=None, help="OMP/MKL threads of each run (default: torch's)")
@@ -422,6 +444,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             parser.error(f"--extra takes key=value or Model:key=value, not {kv!r}")
         if scope is not None and scope not in known:
             parser.error(f"--extra {kv!r}: {scope} is not a model ({', '.join(known)})")
+    reuse = {}
+    for kv in args.reuse:
+        model, sep, path = kv.partition("=")
+        if not sep or model not in known:
+            parser.error(f"--reuse takes MODEL=RESULT_JSON with MODEL one of {', '.join(known)}, not {kv!r}")
+        if not (ROOT / resolve(path)).is_file():
+            parser.error(f"--reuse {kv!r}: no result file {path}")
+        if not any(scope == model and o.startswith("checkpoint_tag=") for scope, o in map(split_scope, args.extra)):
+            parser.error(f"--reuse {kv!r} needs --extra {model}:checkpoint_tag=<the tag of the run that wrote it>")
+        reuse[model] = resolve(path)
+    args.reuse = reuse
     if args.label is None and any(Path(f).name == "quick.yaml"
                                   for f in args.config_files + args.generative_config_files):
         args.label = "reduced: properties/quick.yaml preset (small T5, few epochs), not the paper's configuration"

@@ -137,6 +137,42 @@ def test_streamrec_started_from_the_tiger_row_counts_its_training_time(table2):
     assert table2.stage_note(rows) == "STREAM-Rec's rows come from one run, SFT → RL."
 
 
+def test_a_reused_run_is_not_trained_again_and_keeps_its_own_train_time(table2, tmp_path, monkeypatch, capsys):
+    metrics = {m: 0.05 for m in table2.METRICS}
+    made = tmp_path / "result-tiger.json"
+    made.write_text(json.dumps({"valid_result": metrics, "test_result": metrics, "train_seconds": 5930.0}))
+    with pytest.raises(SystemExit):  # which checkpoint? the run's own tag must be given
+        plan_of(table2, "--models", "TIGER", "--reuse", f"TIGER={made}")
+    assert "TIGER:checkpoint_tag=" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        plan_of(table2, "--models", "TIGER", "--reuse", f"TIGER={tmp_path / 'none.json'}",
+                "--extra", "TIGER:checkpoint_tag=paper-x")
+    assert "no result file" in capsys.readouterr().err
+    runs, args = plan_of(table2, "--models", "TIGER,STREAMRec", "--reuse", f"TIGER={made}",
+                         "--extra", "TIGER:checkpoint_tag=paper-x")
+    assert set(runs) == {"TIGER", *(f"STREAMRec-lr{lr}" for lr in ("0.0003", "0.001", "0.003"))}
+    assert [a for a in runs["TIGER"] if a.startswith("--checkpoint_tag")] == ["--checkpoint_tag=paper-x"]
+    assert not any(a.startswith("--learning_rate") for a in runs["TIGER"])  # not tuned: it is one finished run
+
+    phases = []
+
+    def fake_child(cmd, log, ledger, phase, threads):  # the timed test pass reproduces the file's metrics
+        phases.append(phase)
+        output = next(a.split("=", 1)[1] for a in cmd if a.startswith("--output="))
+        Path(output).write_text(json.dumps({"passes": {"best": {"users_per_second": 9.0, "test_result": metrics}},
+                                            "config": {"learning_rate": 3e-4}}))
+        return {"phase": phase, "rc": 0, "seconds": 1.0, "peak_rss_mb": 1.0}
+
+    monkeypatch.setattr(table2, "run_child", fake_child)
+    spec = next(s for s in table2.plan(args) if s.name == "TIGER")
+    (tmp_path / "runs").mkdir()
+    record = table2.execute(spec, tmp_path / "runs", None)
+    assert phases == ["time_eval"]  # no training process
+    assert record["train_seconds"] == 5930.0 and record["reused_from"].endswith("result-tiger.json")
+    assert record["timing_matches_run"]
+    assert "(reused: `" in table2.runs_table(args, [spec], {"TIGER": record}, [])
+
+
 @pytest.fixture(scope="module")
 def readme_tables():
     yield from bench_script("readme_tables")

@@ -26,23 +26,21 @@ for RUN in "$@"; do
     [[ $GATE == none ]] || KEY+=(--trace_gate="$GATE")
     if [[ $KIND == handover ]]; then
         NAME=handover-gate$GATE-$THIRD
-        # the hand-over's weights: TIGER in the encoder and both decoders, the gate at its start (if any)
-        python - "$TIGER" "$GATE" "saved/STREAMRec-amazon2018-scientific-paper-$NAME-sft.pth" <<'PY'
+        # the hand-over's weights: as SFT starts from TIGER (bench/position_nll.py's hand_over: init_checkpoint's
+        # loading, then the reasoning decoder takes the direct decoder's), the gate at its start (if any)
+        python - "$TIGER" "saved/STREAMRec-amazon2018-scientific-paper-$NAME-sft.pth" "${BASE[@]:2}" "${KEY[@]}" <<'PY'
 import sys
-import torch
-from recbole_streamrec.model.streamrec import Head
+sys.path.insert(0, "bench")
+from position_nll import hand_over
+from recbole_streamrec.config import config_from_args
+from recbole_streamrec.quick_start import load_data
 from recbole_streamrec.trainer.checkpoint import save_checkpoint
-tiger, gate, out = sys.argv[1:]
-tiger = torch.load(tiger, weights_only=True)["state_dict"]
-state = dict(tiger)
-state.update({"direct_decoder." + k[len("t5.decoder."):]: v for k, v in tiger.items() if k.startswith("t5.decoder.")})
-d = tiger["t5.shared.weight"].shape[1]  # MLP_r and MLP_s at their default start (annotation only; unused here)
-state.update({"mlp_r." + k: v for k, v in Head(d, skip=True, zero_init=True).state_dict().items()})
-state.update({"mlp_s." + k: v for k, v in Head(d, zero_init=True).state_dict().items()})
-if gate != "none":
-    heads = tiger["t5.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape[1]
-    state["trace_gate"] = torch.full((heads,), float(gate))
-save_checkpoint({"model": "STREAMRec", "state_dict": state}, out)
+from recbole_streamrec.utils import get_model
+tiger, out, *overrides = sys.argv[1:]
+config = config_from_args("STREAMRec", "amazon2018-scientific", None, overrides)
+_, train, _, _ = load_data(config)
+model = hand_over(config, get_model("STREAMRec")(config, train._dataset), tiger)
+save_checkpoint({"model": "STREAMRec", "state_dict": model.state_dict()}, out)
 PY
         python run_recbole_streamrec.py "${BASE[@]}" "${KEY[@]}" --item_beam="$THIRD" --stages="[sft]" --checkpoint_tag="paper-$NAME" \
             --eval_only --result_file=$O/$NAME.json > $O/$NAME.log 2>&1
