@@ -18,7 +18,7 @@ T=docs/results/tiger-scientific-paper-recency
 TIGER_TAG=paper-recency-lr3e-4-h60-wd0.3
 MODEL=(recency_embedding=True trace_separator=True trace_gate=-8 item_beam=distinct)
 SFT=(sft_learning_rate=5e-5 sft_warmup_steps=20 sft_rounds=3 sft_epochs_per_round=2 sft_lr_decay_epochs=6 stopping_step=1)
-LABEL="Paper-size T5 on a 2-core CPU (no GPU). TIGER: lr and weight decay picked on validation (in docs/results/tiger-scientific-paper-recency/), to early stopping within a 60-epoch cosine. STREAM-Rec: stage 1 is that TIGER (not the paper's pretraining), so its train time includes TIGER's; SFT rounds of 2 epochs to early stopping (a round that does not raise validation ends it), sft_learning_rate 5e-5 picked on validation in docs/results/streamrec-scientific-paper-gate/ from another TIGER; GRPO reduced to epochs of 100 rollout batches (early stopping, at most 3). Unequal budget in STREAM-Rec's favour. recency_embedding on for both (not in the paper)."
+LABEL="Paper-size T5 on a 2-core CPU (no GPU). TIGER: lr and weight decay picked on validation (in docs/results/tiger-scientific-paper-recency/), to early stopping within a 60-epoch cosine (best at epoch 38). STREAM-Rec: stage 1 is that TIGER (not the paper's pretraining), so its train time includes TIGER's; SFT rounds of 2 epochs to early stopping (a round that does not raise validation ends it), sft_learning_rate 5e-5 picked on validation in docs/results/streamrec-scientific-paper-gate/ from another TIGER; GRPO reduced to epochs of 100 rollout batches (early stopping, at most 3). Unequal budget in STREAM-Rec's favour. recency_embedding on for both (not in the paper)."
 STEPS=("$@")
 [[ ${#STEPS[@]} -gt 0 ]] || STEPS=(table2 ranks tiger-more constant none paired)
 scoped() { local m=$1; shift; for kv in "$@"; do printf '%s\n' "$m:$kv"; done; }
@@ -65,6 +65,8 @@ for STEP in "${STEPS[@]}"; do
         for SPLIT in test valid; do
             python bench/paired_bootstrap.py $T/ranks-$SPLIT-lr3e-4-h60-wd0.3.csv $O/ranks-$SPLIT-sft.csv $O/ranks-$SPLIT-rl.csv \
                 --split $SPLIT --names TIGER,STREAM-Rec-SFT,STREAM-Rec-RL --out $O/paired-$SPLIT.md --json $O/paired-$SPLIT.json
+            python bench/paired_bootstrap.py $O/ranks-$SPLIT-sft.csv $O/ranks-$SPLIT-rl.csv --split $SPLIT \
+                --names STREAM-Rec-SFT,STREAM-Rec-RL --out $O/paired-rl-$SPLIT.md --json $O/paired-rl-$SPLIT.json
             python bench/paired_bootstrap.py $O/ranks-$SPLIT-tiger-more.csv $O/ranks-$SPLIT-sft.csv --split $SPLIT \
                 --names TIGER-more-epochs,STREAM-Rec-SFT --out $O/paired-equal-$SPLIT.md --json $O/paired-equal-$SPLIT.json
             python bench/paired_bootstrap.py $O/ranks-$SPLIT-constant.csv $O/ranks-$SPLIT-sft.csv $O/ranks-$SPLIT-none.csv \
