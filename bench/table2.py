@@ -116,7 +116,7 @@ def execute(spec: RunSpec, runs: Path, threads: Optional[int]) -> Optional[dict[
     result_file, timing_file = runs / f"{spec.name}.result.json", runs / f"{spec.name}.timing.json"
     if spec.reused and not result_file.is_file():
         print(f"[table2] {spec.name}: reusing {spec.reused} (not trained here)", flush=True)
-        result_file.write_text(Path(ROOT / spec.reused).read_text())
+        result_file.write_text((ROOT / spec.reused).read_text())
     if not result_file.is_file():
         print(f"[table2] {spec.name}: training (log: {log})", flush=True)
         partial = result_file.with_suffix(".part")

@@ -12,6 +12,7 @@
 # STEP: table2 | ranks (per-user ranks of its SFT and RL checkpoints) | tiger-more (the equal-budget control: TIGER's own
 # loss for as many more epochs as STREAM-Rec's SFT trained, on SFT's schedule) | constant (the same SFT, one constant
 # trace) | none (the same SFT, no trace: l = 0, no separator or gate) | paired (paired bootstrap tests of the rank files)
+# | seed:SEED (not in the default list: the learned-trace SFT's first round at another seed, for the hand-over)
 set -euo pipefail
 O=docs/results/amazon2018-scientific-paper
 T=docs/results/tiger-scientific-paper-recency
@@ -48,6 +49,14 @@ for STEP in "${STEPS[@]}"; do
             --result_file=$O/tiger-more.json --valid_rank_file=$O/ranks-valid-tiger-more.csv \
             --rank_file=$O/ranks-test-tiger-more.csv > $O/tiger-more.log 2>&1
         ;;
+    seed:*)  # point 2 again at another seed: the learned-trace SFT's first round only (2 epochs)
+        SEED=${STEP#seed:} ONE=()
+        for KV in "${SFT[@]}"; do [[ $KV == sft_rounds=* ]] || ONE+=("--$KV"); done
+        python run_recbole_streamrec.py --model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data \
+            "${MODEL[@]/#/--}" "${ONE[@]}" --sft_rounds=1 --seed="$SEED" --stages="[sft]" \
+            --init_checkpoint=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth --checkpoint_tag=paper-t2-seed$SEED \
+            --result_file=$O/seed$SEED.json > $O/seed$SEED.log 2>&1
+        ;;
     none)  # no trace: the item right after the start token, as stage 1's direct decoder (nothing to gate or separate)
         python run_recbole_streamrec.py --model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data \
             --recency_embedding=True --reasoning_steps=0 "${SFT[@]/#/--}" --stages="[sft]" \
@@ -74,6 +83,6 @@ for STEP in "${STEPS[@]}"; do
                 --json $O/paired-traces-$SPLIT.json
         done
         ;;
-    *) echo "unknown step $STEP (table2 | ranks | tiger-more | constant | none | paired)" >&2; exit 2 ;;
+    *) echo "unknown step $STEP (table2 | ranks | tiger-more | constant | none | paired | seed:SEED)" >&2; exit 2 ;;
     esac
 done
