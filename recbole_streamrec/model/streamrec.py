@@ -53,7 +53,8 @@ What SPEC §5b settles (each a key in ``properties/model/STREAMRec.yaml``):
   self-attention logits, ``g`` starting at ``trace_gate`` (e.g. −8: closed). At the hand-over the item then sees
   ``[start, codes(i)]`` exactly as stage 1's direct decoder did, so the policy scores every item as stage 1
   after any trace; SFT trains the gate (``trace_gate_learning_rate``, no weight decay), which opens it only
-  as far as reading the trace lowers L_SFT (measured: from −8 and from −3 it first closed further). Without it the item after an unseen trace is not stage 1's prediction
+  as far as reading the trace lowers L_SFT (measured: from −8 and from −3 it first closed further). Without
+  it the item after an unseen trace is not stage 1's prediction
   (``docs/results/streamrec-scientific-paper-attention-lr/``: the first item code's NLL 4.02 right after a
   trace that spells it) and joint decoding loses 12% of stage 1's NDCG@10 before any SFT step.
 * **Distinct item beam** (``item_beam: distinct``, not in the paper): joint decoding keeps at most one beam per

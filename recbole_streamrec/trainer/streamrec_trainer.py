@@ -44,8 +44,8 @@ What keeps stage 1 is two more keys: ``trace_gate`` puts the item's view of the 
 that starts closed (at the hand-over the item then sees ``[start, codes(i)]`` as stage 1's direct decoder did), and
 ``item_beam: distinct`` lets no item fill two of joint decoding's beams through two traces. With both, the hand-over
 decodes as stage 1 before any SFT step (valid 0.0769 against 0.0770, ``docs/results/streamrec-scientific-paper-gate/``;
-0.0701 with the distinct beam alone), and the first SFT epoch at ``sft_learning_rate`` 5e-5 validates at 0.0777 (0.0764 with another seed).
-SFT trains the gate at ``trace_gate_learning_rate`` (logged every epoch); there it closed further in every run (−8 →
+0.0701 with the distinct beam alone), and the first SFT epoch at ``sft_learning_rate`` 5e-5 validates at 0.0777
+(0.0764 with another seed). SFT trains the gate at ``trace_gate_learning_rate`` (logged every epoch); there it closed further in every run (−8 →
 −10), so the item kept ignoring the trace.
 """
 
