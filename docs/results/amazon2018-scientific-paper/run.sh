@@ -17,6 +17,11 @@ set -euo pipefail
 O=docs/results/amazon2018-scientific-paper
 T=docs/results/tiger-scientific-paper-recency
 TIGER_TAG=paper-recency-lr3e-4-h60-wd0.3
+STAGE1=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth
+run() {  # run MODEL [--key=value ...]: one run on this dataset
+    local model=$1; shift
+    python run_recbole_streamrec.py --model="$model" --dataset=amazon2018-scientific --data_path=../shared/data "$@"
+}
 MODEL=(recency_embedding=True trace_separator=True trace_gate=-8 item_beam=distinct)
 SFT=(sft_learning_rate=5e-5 sft_warmup_steps=20 sft_rounds=3 sft_epochs_per_round=2 sft_lr_decay_epochs=6 stopping_step=1)
 LABEL="Paper-size T5 on a 2-core CPU (no GPU). TIGER: lr and weight decay picked on validation (in docs/results/tiger-scientific-paper-recency/), to early stopping within a 60-epoch cosine (best at epoch 38). STREAM-Rec: stage 1 is that TIGER (not the paper's pretraining), so its train time includes TIGER's; SFT rounds of 2 epochs to early stopping (a round that does not raise validation ends it), sft_learning_rate 5e-5 picked on validation in docs/results/streamrec-scientific-paper-gate/ from another TIGER; GRPO reduced to epochs of 100 rollout batches (early stopping, at most 3). Unequal budget in STREAM-Rec's favour. recency_embedding on for both (not in the paper)."
@@ -28,23 +33,24 @@ for STEP in "${STEPS[@]}"; do
     table2)
         mapfile -t EXTRA < <(scoped TIGER recency_embedding=True learning_rate=3e-4 weight_decay=0.3 epochs=60 eval_step=2 \
                                  lr_decay_epochs=60 min_lr_ratio=0.0 stopping_delta=0 checkpoint_tag=$TIGER_TAG
-                             scoped STREAMRec "stages=[sft,rl]" init_checkpoint=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth \
+                             scoped STREAMRec "stages=[sft,rl]" init_checkpoint=$STAGE1 \
                                  "${MODEL[@]}" "${SFT[@]}" rl_epochs=3 rl_steps_per_epoch=100)
         python bench/table2.py --dataset amazon2018-scientific --data_path ../shared/data --out $O --models TIGER,STREAMRec,Pop \
             --no_tune_generative --lrs 1e-3 --reuse TIGER=$T/result-lr3e-4-h60-wd0.3.json --extra "${EXTRA[@]}" --label "$LABEL"
         ;;
     ranks)  # per-user ranks of the table2 run's SFT and RL checkpoints (its own test metrics again, ~3 min each)
-        TAG=$(python -c "import json; print(next(a.split('=', 1)[1] for a in json.load(open('$O/runs/STREAMRec.json'))['args'] if a.startswith('--checkpoint_tag=')))")
+        TAG=$(python -c "import json, sys; sys.path.insert(0, 'bench'); from table2 import arg_value
+print(arg_value(json.load(open('$O/runs/STREAMRec.json'))['args'], 'checkpoint_tag'))")
         for STAGE in sft rl; do
-            python run_recbole_streamrec.py --model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data \
+            run STREAMRec \
                 "${MODEL[@]/#/--}" --stages="[$STAGE]" --checkpoint_tag="$TAG" --eval_only --result_file=$O/eval-$STAGE.json \
                 --valid_rank_file=$O/ranks-valid-$STAGE.csv --rank_file=$O/ranks-test-$STAGE.csv > $O/eval-$STAGE.log 2>&1
         done
         ;;
     tiger-more)
         EPOCHS=$(grep -c '\[sft\] epoch [0-9]* training' $O/runs/STREAMRec.log)
-        python run_recbole_streamrec.py --model=TIGER --dataset=amazon2018-scientific --data_path=../shared/data \
-            --recency_embedding=True --init_checkpoint=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth --epochs="$EPOCHS" \
+        run TIGER \
+            --recency_embedding=True --init_checkpoint=$STAGE1 --epochs="$EPOCHS" \
             --learning_rate=5e-5 --warmup_steps=20 --lr_decay_epochs=6 --stopping_step=1 --checkpoint_tag=paper-t2-more \
             --result_file=$O/tiger-more.json --valid_rank_file=$O/ranks-valid-tiger-more.csv \
             --rank_file=$O/ranks-test-tiger-more.csv > $O/tiger-more.log 2>&1
@@ -52,21 +58,21 @@ for STEP in "${STEPS[@]}"; do
     seed:*)  # point 2 again at another seed: the learned-trace SFT's first round only (2 epochs)
         SEED=${STEP#seed:} ONE=()
         for KV in "${SFT[@]}"; do [[ $KV == sft_rounds=* ]] || ONE+=("--$KV"); done
-        python run_recbole_streamrec.py --model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data \
+        run STREAMRec \
             "${MODEL[@]/#/--}" "${ONE[@]}" --sft_rounds=1 --seed="$SEED" --stages="[sft]" \
-            --init_checkpoint=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth --checkpoint_tag=paper-t2-seed$SEED \
+            --init_checkpoint=$STAGE1 --checkpoint_tag=paper-t2-seed$SEED \
             --result_file=$O/seed$SEED.json > $O/seed$SEED.log 2>&1
         ;;
     none)  # no trace: the item right after the start token, as stage 1's direct decoder (nothing to gate or separate)
-        python run_recbole_streamrec.py --model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data \
+        run STREAMRec \
             --recency_embedding=True --reasoning_steps=0 "${SFT[@]/#/--}" --stages="[sft]" \
-            --init_checkpoint=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth --checkpoint_tag=paper-t2-none \
+            --init_checkpoint=$STAGE1 --checkpoint_tag=paper-t2-none \
             --result_file=$O/none.json --valid_rank_file=$O/ranks-valid-none.csv --rank_file=$O/ranks-test-none.csv \
             > $O/none.log 2>&1
         ;;
     constant)  # the same SFT with one constant trace for every row (reasoning_trace: constant)
-        python run_recbole_streamrec.py --model=STREAMRec --dataset=amazon2018-scientific --data_path=../shared/data \
-            "${MODEL[@]/#/--}" "${SFT[@]/#/--}" --stages="[sft]" --init_checkpoint=saved/TIGER-amazon2018-scientific-$TIGER_TAG.pth \
+        run STREAMRec \
+            "${MODEL[@]/#/--}" "${SFT[@]/#/--}" --stages="[sft]" --init_checkpoint=$STAGE1 \
             --reasoning_trace=constant --checkpoint_tag=paper-t2-constant --result_file=$O/constant.json \
             --valid_rank_file=$O/ranks-valid-constant.csv --rank_file=$O/ranks-test-constant.csv > $O/constant.log 2>&1
         ;;
